@@ -1,0 +1,299 @@
+//! Configuration: embedded defaults, then an optional TOML file, then `HOOKD_*` variables.
+//!
+//! `config.example.toml` at the repository root documents every key.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::domain::ProjectName;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Base of the trigger URLs handed out; when unset, taken from the request's `Host`.
+    pub public_url: Option<String>,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `sqlite://...`; when unset, `hookd.db` inside `data_dir`.
+    pub database_url: Option<String>,
+    /// Ensures this admin API token exists (instead of generating one at first start).
+    #[serde(default)]
+    pub admin_token: Option<Secret>,
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<BackendConfig>,
+    #[serde(default, rename = "project")]
+    pub projects: Vec<ProjectConfig>,
+}
+
+/// A string that never prints itself.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    pub name: String,
+    pub kind: BackendKind,
+    /// Seconds a stopped local process gets between SIGTERM and SIGKILL.
+    #[serde(default = "default_stop_grace_seconds")]
+    pub stop_grace_seconds: u64,
+    #[serde(default, rename = "service")]
+    pub services: Vec<LocalServiceConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Local,
+}
+
+/// A process group supervised by the `local` backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalServiceConfig {
+    pub name: String,
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub image: String,
+    /// Initial desired scale; once hookd has changed it, the stored scale wins.
+    #[serde(default = "default_scale")]
+    pub scale: u32,
+    pub workdir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    pub name: String,
+    pub backend: String,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8085))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("hookd-data")
+}
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_stop_grace_seconds() -> u64 {
+    10
+}
+fn default_scale() -> u32 {
+    1
+}
+
+/// Most processes one local service may run, a guard against a runaway config.
+pub const MAX_LOCAL_SCALE: u32 = 1000;
+
+impl Default for Config {
+    fn default() -> Self {
+        toml::from_str("").expect("the empty config is valid")
+    }
+}
+
+impl Config {
+    /// Loads the file named by `path` (or `HOOKD_CONFIG`), applies `HOOKD_*` overrides and validates.
+    pub fn load(path: Option<PathBuf>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let path = path.or_else(|| env("HOOKD_CONFIG").map(PathBuf::from));
+        let mut config = match &path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+                Self::from_toml(&text).with_context(|| format!("in config file {}", path.display()))?
+            }
+            None => Self::default(),
+        };
+        config.apply_env(env)?;
+        config.finish()?;
+        Ok(config)
+    }
+
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(v) = env("HOOKD_LISTEN") {
+            self.listen = v.parse().with_context(|| format!("HOOKD_LISTEN={v:?} is not an address like 0.0.0.0:8085"))?;
+        }
+        if let Some(v) = env("HOOKD_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = env("HOOKD_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("HOOKD_DATABASE_URL") {
+            self.database_url = Some(v);
+        }
+        if let Some(v) = env("HOOKD_ADMIN_TOKEN") {
+            self.admin_token = Some(Secret(v));
+        }
+        if let Some(v) = env("HOOKD_LOG_FORMAT") {
+            self.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => bail!("HOOKD_LOG_FORMAT must be \"text\" or \"json\""),
+            };
+        }
+        if let Some(v) = env("HOOKD_MAX_BODY_BYTES") {
+            self.max_body_bytes = v.parse().context("HOOKD_MAX_BODY_BYTES must be a number of bytes")?;
+        }
+        Ok(())
+    }
+
+    /// Fills in the embedded defaults and checks cross-references, failing fast at start.
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        if self.backends.is_empty() {
+            self.backends.push(BackendConfig {
+                name: "local".into(),
+                kind: BackendKind::Local,
+                stop_grace_seconds: default_stop_grace_seconds(),
+                services: Vec::new(),
+            });
+        }
+        if self.projects.is_empty() {
+            self.projects.push(ProjectConfig { name: "default".into(), backend: self.backends[0].name.clone() });
+        }
+        if let Some(url) = &mut self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("public_url must start with http:// or https://, got {url:?}");
+            }
+            while url.ends_with('/') {
+                url.pop();
+            }
+        }
+        if let Some(token) = &self.admin_token {
+            if token.expose().len() < 16 {
+                bail!("the admin token must be at least 16 characters long");
+            }
+        }
+        let mut backend_names = std::collections::HashSet::new();
+        for backend in &self.backends {
+            if !backend_names.insert(backend.name.as_str()) {
+                bail!("backend {:?} is declared twice", backend.name);
+            }
+            let mut service_names = std::collections::HashSet::new();
+            for service in &backend.services {
+                crate::domain::ServiceId::parse(&service.name).with_context(|| format!("backend {:?}", backend.name))?;
+                if !service_names.insert(service.name.as_str()) {
+                    bail!("service {:?} is declared twice in backend {:?}", service.name, backend.name);
+                }
+                if service.command.trim().is_empty() {
+                    bail!("service {:?} has an empty command", service.name);
+                }
+                if service.scale > MAX_LOCAL_SCALE {
+                    bail!("service {:?}: scale must be at most {MAX_LOCAL_SCALE}", service.name);
+                }
+            }
+        }
+        let mut project_names = std::collections::HashSet::new();
+        for project in &self.projects {
+            ProjectName::parse(&project.name).with_context(|| format!("project {:?}", project.name))?;
+            if !project_names.insert(project.name.as_str()) {
+                bail!("project {:?} is declared twice", project.name);
+            }
+            if !backend_names.contains(project.backend.as_str()) {
+                bail!("project {:?} names backend {:?}, which is not declared", project.name, project.backend);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hookd.db").display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn embedded_defaults() {
+        let config = Config::load(None, no_env).unwrap();
+        assert_eq!(config.listen.port(), 8085);
+        assert_eq!(config.data_dir, PathBuf::from("hookd-data"));
+        assert_eq!(config.projects[0].name, "default");
+        assert_eq!(config.projects[0].backend, "local");
+        assert_eq!(config.database_url(), "sqlite://hookd-data/hookd.db");
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let mut config = Config::from_toml(include_str!("../config.example.toml")).unwrap();
+        config.finish().unwrap();
+        assert_eq!(config.backends[0].services[0].name, "worker");
+    }
+
+    #[test]
+    fn env_overrides_the_file() {
+        let env = |k: &str| match k {
+            "HOOKD_LISTEN" => Some("127.0.0.1:9999".to_owned()),
+            "HOOKD_PUBLIC_URL" => Some("https://hooks.example.com/".to_owned()),
+            _ => None,
+        };
+        let config = Config::load(None, env).unwrap();
+        assert_eq!(config.listen.port(), 9999);
+        assert_eq!(config.public_url.as_deref(), Some("https://hooks.example.com"));
+    }
+
+    #[test]
+    fn bad_references_fail_fast() {
+        let mut config = Config::from_toml("[[project]]\nname = \"a\"\nbackend = \"nope\"\n").unwrap();
+        assert!(config.finish().unwrap_err().to_string().contains("not declared"));
+        assert!(Config::from_toml("listen = 5").is_err());
+        assert!(Config::from_toml("unknown_key = 1").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2-hunter2-x")), "Secret(<redacted>)");
+    }
+}

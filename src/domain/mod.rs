@@ -1,0 +1,157 @@
+//! Domain types: receivers, driver configurations and executions.
+//!
+//! Nothing here knows about HTTP, SQL or processes. Values are validated when they are
+//! built (`parse`/`new`), so code that holds one never re-checks it.
+
+mod ids;
+pub mod scale;
+
+use std::fmt;
+
+pub use ids::{ApiTokenId, ExecutionId, ProjectName, ReceiverId, ReceiverName, ServiceId};
+pub use scale::{ScaleAction, ScaleDecision, ScaleServiceConfig};
+
+/// A rule broken by a caller's input, naming the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ValidationError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field, message: message.into() }
+    }
+}
+
+/// Milliseconds since the Unix epoch: the one clock representation stored and compared.
+pub type Millis = i64;
+
+pub fn now_millis() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The kind of action a receiver performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Driver {
+    ScaleService,
+}
+
+impl Driver {
+    pub const ALL: [Driver; 1] = [Driver::ScaleService];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::ScaleService => "scaleService",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A driver with its validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriverConfig {
+    ScaleService(ScaleServiceConfig),
+}
+
+impl DriverConfig {
+    pub fn driver(&self) -> Driver {
+        match self {
+            DriverConfig::ScaleService(_) => Driver::ScaleService,
+        }
+    }
+
+    /// The service this receiver acts on, when it acts on exactly one.
+    pub fn service(&self) -> Option<&ServiceId> {
+        match self {
+            DriverConfig::ScaleService(c) => Some(&c.service),
+        }
+    }
+
+    /// A sentence for people: "Scale up web by 1, between 1 and 10".
+    pub fn describe(&self) -> String {
+        match self {
+            DriverConfig::ScaleService(c) => c.describe(),
+        }
+    }
+}
+
+/// A receiver hook: a named, stored action that its trigger URL runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receiver {
+    pub id: ReceiverId,
+    pub project: ProjectName,
+    pub name: ReceiverName,
+    pub config: DriverConfig,
+    pub enabled: bool,
+    /// Bumped to revoke every trigger URL issued before; tokens carry the generation they were made for.
+    pub token_generation: u32,
+    pub created: Millis,
+    pub updated: Millis,
+}
+
+/// What a handled trigger came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Scaled,
+    Unchanged,
+    Skipped,
+    Failed,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [Outcome::Scaled, Outcome::Unchanged, Outcome::Skipped, Outcome::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Scaled => "scaled",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+/// One handled trigger, as stored in the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Execution {
+    pub id: ExecutionId,
+    pub receiver: ReceiverId,
+    pub at: Millis,
+    /// Who sent it: the peer address and user agent, for the history.
+    pub source: String,
+    pub outcome: Outcome,
+    pub from: Option<u32>,
+    pub to: Option<u32>,
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_and_outcome_names_round_trip() {
+        for d in Driver::ALL {
+            assert_eq!(Driver::parse(d.as_str()), Some(d));
+        }
+        for o in Outcome::ALL {
+            assert_eq!(Outcome::parse(o.as_str()), Some(o));
+        }
+        assert_eq!(Driver::parse("ScaleService"), None);
+    }
+}
