@@ -1,5 +1,11 @@
 pub mod auth;
+pub mod backend;
+pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod engine;
+pub mod http;
+pub mod metrics;
+pub mod server;
 pub mod store;
 pub mod token;

@@ -39,13 +39,22 @@ uuid_id!(ApiTokenId, "an API token");
 /// so it can be shown in logs, tables and the UI without surprises.
 fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), ValidationError> {
     if value.trim().is_empty() {
-        return Err(ValidationError::new(field, format!("{field} must not be empty")));
+        return Err(ValidationError::new(
+            field,
+            format!("{field} must not be empty"),
+        ));
     }
     if value.chars().count() > max {
-        return Err(ValidationError::new(field, format!("{field} must be at most {max} characters")));
+        return Err(ValidationError::new(
+            field,
+            format!("{field} must be at most {max} characters"),
+        ));
     }
     if value.chars().any(char::is_control) {
-        return Err(ValidationError::new(field, format!("{field} must not contain control characters")));
+        return Err(ValidationError::new(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
     }
     Ok(())
 }
@@ -76,8 +85,18 @@ macro_rules! text_newtype {
     };
 }
 
-text_newtype!(ReceiverName, "name", 128, "A receiver's name, unique within its project.");
-text_newtype!(ServiceId, "serviceId", 255, "A service's id on its backend (a local service name, `stack/service`, ...).");
+text_newtype!(
+    ReceiverName,
+    "name",
+    128,
+    "A receiver's name, unique within its project."
+);
+text_newtype!(
+    ServiceId,
+    "serviceId",
+    255,
+    "A service's id on its backend (a local service name, `stack/service`, ...)."
+);
 
 /// A project (tenant) name: lowercase letters, digits, `-` and `_`, as it appears in URLs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

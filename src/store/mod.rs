@@ -12,7 +12,9 @@ use async_trait::async_trait;
 
 pub use sqlite::SqliteStore;
 
-use crate::domain::{ApiTokenId, Execution, ExecutionId, Millis, ProjectName, Receiver, ReceiverId};
+use crate::domain::{
+    ApiTokenId, Execution, ExecutionId, Millis, ProjectName, Receiver, ReceiverId,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,7 +54,9 @@ impl Role {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Role::Owner, Role::Member, Role::ReadOnly].into_iter().find(|r| r.as_str() == s)
+        [Role::Owner, Role::Member, Role::ReadOnly]
+            .into_iter()
+            .find(|r| r.as_str() == s)
     }
 }
 
@@ -80,7 +84,10 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).field("retired", &self.retired).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("retired", &self.retired)
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,7 +97,12 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_receiver(&self, receiver: &Receiver) -> StoreResult<()>;
     async fn receiver(&self, id: ReceiverId) -> StoreResult<Option<Receiver>>;
     /// Receivers of a project in creation order, after `after` when given.
-    async fn list_receivers(&self, project: &ProjectName, limit: u32, after: Option<ReceiverId>) -> StoreResult<Vec<Receiver>>;
+    async fn list_receivers(
+        &self,
+        project: &ProjectName,
+        limit: u32,
+        after: Option<ReceiverId>,
+    ) -> StoreResult<Vec<Receiver>>;
     /// Replaces a receiver's mutable fields; `NotFound` or `Conflict` (name taken).
     async fn update_receiver(&self, receiver: &Receiver) -> StoreResult<()>;
     /// Deletes a receiver and its history; false when it did not exist.
@@ -99,7 +111,12 @@ pub trait Store: Send + Sync + 'static {
     /// Records an execution durably before returning: a trigger is acknowledged only after this.
     async fn record_execution(&self, execution: &Execution) -> StoreResult<()>;
     /// A receiver's executions, newest first, older than `before` when given.
-    async fn list_executions(&self, receiver: ReceiverId, limit: u32, before: Option<ExecutionId>) -> StoreResult<Vec<Execution>>;
+    async fn list_executions(
+        &self,
+        receiver: ReceiverId,
+        limit: u32,
+        before: Option<ExecutionId>,
+    ) -> StoreResult<Vec<Execution>>;
     async fn count_executions(&self, receiver: ReceiverId) -> StoreResult<u64>;
 
     /// Every signing key, retired or not.

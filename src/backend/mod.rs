@@ -1,0 +1,124 @@
+//! Backends: the orchestrators hookd drives, behind one trait.
+//!
+//! Drivers decide *what* to do; a backend only knows how to read and change services.
+//! Backends never see HTTP types or receivers.
+
+pub mod local;
+
+use std::{collections::BTreeMap, collections::HashMap, sync::Arc};
+
+use async_trait::async_trait;
+
+use crate::{
+    config::{BackendKind, Config},
+    domain::{ProjectName, ServiceId},
+    store::Store,
+};
+
+/// A service as a backend reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceInfo {
+    pub id: ServiceId,
+    /// Desired scale: what the orchestrator is asked to run.
+    pub desired: u32,
+    /// Replicas actually running now.
+    pub running: u32,
+    pub image: String,
+    pub labels: BTreeMap<String, String>,
+    /// The last problem seen running it (a failed start, a crash), for people.
+    pub last_error: Option<String>,
+}
+
+/// A desired scale with the version it was read at, for optimistic concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScaleState {
+    pub scale: u32,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("service {0} does not exist on this backend")]
+    ServiceNotFound(ServiceId),
+    /// The scale changed between read and write; read again and retry.
+    #[error("the service's scale changed concurrently")]
+    Conflict,
+    /// The service exists but cannot take this action (a global service, say).
+    #[error("{0}")]
+    Refused(String),
+    /// The backend could not be reached or failed; a retry may succeed.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn kind(&self) -> &'static str;
+    async fn list_services(&self) -> Result<Vec<ServiceInfo>, BackendError>;
+    async fn service(&self, id: &ServiceId) -> Result<ServiceInfo, BackendError>;
+    /// Checks that a scaleService receiver may target this service.
+    async fn check_scalable(&self, id: &ServiceId) -> Result<(), BackendError> {
+        self.service(id).await.map(|_| ())
+    }
+    async fn read_scale(&self, id: &ServiceId) -> Result<ScaleState, BackendError>;
+    /// Sets the desired scale if it is still at `expected`; `Conflict` otherwise.
+    async fn write_scale(
+        &self,
+        id: &ServiceId,
+        expected: ScaleState,
+        scale: u32,
+    ) -> Result<(), BackendError>;
+    /// Stops whatever the backend runs in-process (the local supervisor's children).
+    async fn shutdown(&self);
+}
+
+/// Every configured backend, and which one each project is bound to.
+pub struct Backends {
+    all: Vec<Arc<dyn Backend>>,
+    by_project: HashMap<ProjectName, Arc<dyn Backend>>,
+}
+
+impl Backends {
+    /// Starts the configured backends; the only place that chooses implementations.
+    pub async fn start(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let mut by_name: HashMap<&str, Arc<dyn Backend>> = HashMap::new();
+        let mut all = Vec::new();
+        for b in &config.backends {
+            let backend: Arc<dyn Backend> = match b.kind {
+                BackendKind::Local => Arc::new(local::LocalBackend::start(b, store.clone()).await?),
+            };
+            by_name.insert(&b.name, backend.clone());
+            all.push(backend);
+        }
+        let by_project = config
+            .projects
+            .iter()
+            .map(|p| {
+                Ok((
+                    ProjectName::parse(&p.name)?,
+                    by_name[p.backend.as_str()].clone(),
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { all, by_project })
+    }
+
+    pub fn for_project(&self, project: &ProjectName) -> Option<&Arc<dyn Backend>> {
+        self.by_project.get(project)
+    }
+
+    pub fn projects(&self) -> impl Iterator<Item = (&ProjectName, &Arc<dyn Backend>)> {
+        self.by_project.iter()
+    }
+
+    pub fn all(&self) -> &[Arc<dyn Backend>] {
+        &self.all
+    }
+
+    pub async fn shutdown(&self) {
+        for backend in &self.all {
+            backend.shutdown().await;
+        }
+    }
+}

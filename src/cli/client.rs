@@ -1,0 +1,458 @@
+//! Client commands: talk to a running hookd over its REST API, like kubectl does.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use super::ClientArgs;
+
+#[derive(Subcommand)]
+pub enum ReceiversCommand {
+    /// List the receivers of a project.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long, default_value = "default")]
+        project: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one receiver, with its trigger URL.
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a scaleService receiver from flags, or any receiver from a JSON file.
+    Create {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long, default_value = "default")]
+        project: String,
+        #[command(flatten)]
+        fields: ReceiverFields,
+    },
+    /// Change a receiver; only the given fields change. Its trigger URL stays the same.
+    Update {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+        #[command(flatten)]
+        fields: ReceiverFields,
+    },
+    /// Create a copy of a receiver under a new name (with its own trigger URL).
+    Clone {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Delete a receiver; its trigger URL stops working at once.
+    Delete {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+    },
+}
+
+#[derive(Args)]
+pub struct ReceiverFields {
+    /// Receiver name, unique in its project.
+    #[arg(long)]
+    name: Option<String>,
+    /// Service to scale (see `hookd services`).
+    #[arg(long)]
+    service: Option<String>,
+    /// up or down.
+    #[arg(long)]
+    action: Option<String>,
+    /// Containers added or removed per trigger.
+    #[arg(long)]
+    amount: Option<u32>,
+    /// Lowest scale this receiver scales down to.
+    #[arg(long)]
+    min: Option<u32>,
+    /// Highest scale this receiver scales up to.
+    #[arg(long)]
+    max: Option<u32>,
+    /// Enable (true) or disable (false) the receiver.
+    #[arg(long)]
+    enabled: Option<bool>,
+    /// A JSON body in the API's shape (`-` for standard input); flags override its fields.
+    #[arg(long, short)]
+    file: Option<PathBuf>,
+}
+
+impl ReceiverFields {
+    fn body(&self) -> anyhow::Result<Value> {
+        let mut body = match &self.file {
+            Some(path) if path.as_os_str() == "-" => {
+                serde_json::from_reader(std::io::stdin()).context("reading JSON from stdin")?
+            }
+            Some(path) => serde_json::from_slice(
+                &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            )
+            .with_context(|| format!("{} is not JSON", path.display()))?,
+            None => json!({}),
+        };
+        let Value::Object(object) = &mut body else {
+            bail!("the JSON body must be an object")
+        };
+        if let Some(name) = &self.name {
+            object.insert("name".into(), json!(name));
+        }
+        if let Some(enabled) = self.enabled {
+            object.insert("enabled".into(), json!(enabled));
+        }
+        let scale = [
+            ("serviceId", self.service.as_ref().map(|v| json!(v))),
+            ("action", self.action.as_ref().map(|v| json!(v))),
+            ("amount", self.amount.map(|v| json!(v))),
+            ("min", self.min.map(|v| json!(v))),
+            ("max", self.max.map(|v| json!(v))),
+        ];
+        if scale.iter().any(|(_, v)| v.is_some()) {
+            object.entry("driver").or_insert(json!("scaleService"));
+            let config = object.entry("scaleServiceConfig").or_insert(json!({}));
+            for (key, value) in scale {
+                if let Some(value) = value {
+                    config[key] = value;
+                }
+            }
+        }
+        Ok(body)
+    }
+}
+
+#[derive(Args)]
+pub struct TriggerArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// A trigger URL, or a receiver id whose URL is looked up with the API token.
+    target: String,
+    /// A JSON body to send (for example an Alertmanager payload); `-` for standard input.
+    #[arg(long, short)]
+    file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ExecutionsArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    receiver: String,
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ServicesArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[arg(long, default_value = "default")]
+    project: String,
+    #[arg(long)]
+    json: bool,
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    fn new(args: &ClientArgs) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: args.url.trim_end_matches('/').to_owned(),
+            token: args.token.clone(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let token = self
+            .token
+            .as_deref()
+            .context("set HOOKD_TOKEN (or --token) to an API token")?;
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("could not reach hookd at {}", self.base))?;
+        answer(response).await
+    }
+}
+
+async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
+    let status = response.status();
+    let text = response.text().await?;
+    let value: Value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    if status.is_success() {
+        return Ok(value);
+    }
+    match (
+        value.get("message").and_then(Value::as_str),
+        value.get("code").and_then(Value::as_str),
+    ) {
+        (Some(message), Some(code)) => bail!("{message} ({code}, HTTP {})", status.as_u16()),
+        _ => bail!("HTTP {status}: {value}"),
+    }
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn print_receiver(r: &Value) {
+    println!("id:       {}", str_of(r, "id"));
+    println!("name:     {}", str_of(r, "name"));
+    println!("project:  {}", str_of(r, "projectId"));
+    println!("driver:   {}", str_of(r, "driver"));
+    println!("state:    {}", str_of(r, "state"));
+    println!("detail:   {}", str_of(r, "description"));
+    println!("url:      {}", str_of(r, "url"));
+}
+
+pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
+    use reqwest::Method;
+    match cmd {
+        ReceiversCommand::List {
+            client,
+            project,
+            json,
+        } => {
+            let api = Api::new(&client);
+            let mut all = Vec::new();
+            let mut path = format!("/v1-webhooks/receivers?projectId={project}");
+            loop {
+                let page = api.call(Method::GET, &path, None).await?;
+                all.extend(page["data"].as_array().cloned().unwrap_or_default());
+                match page["pagination"]["next"].as_str() {
+                    Some(next) => path = next.strip_prefix(&api.base).unwrap_or(next).to_owned(),
+                    None => break,
+                }
+            }
+            if json {
+                print_json(&Value::Array(all));
+            } else {
+                println!("{:<32}  {:<24}  {:<8}  DETAIL", "ID", "NAME", "STATE");
+                for r in &all {
+                    println!(
+                        "{:<32}  {:<24}  {:<8}  {}",
+                        str_of(r, "id"),
+                        str_of(r, "name"),
+                        str_of(r, "state"),
+                        str_of(r, "description")
+                    );
+                }
+            }
+        }
+        ReceiversCommand::Get { client, id, json } => {
+            let r = Api::new(&client)
+                .call(Method::GET, &format!("/v1-webhooks/receivers/{id}"), None)
+                .await?;
+            if json {
+                print_json(&r)
+            } else {
+                print_receiver(&r)
+            }
+        }
+        ReceiversCommand::Create {
+            client,
+            project,
+            fields,
+        } => {
+            let r = Api::new(&client)
+                .call(
+                    Method::POST,
+                    &format!("/v1-webhooks/receivers?projectId={project}"),
+                    Some(&fields.body()?),
+                )
+                .await?;
+            print_receiver(&r);
+        }
+        ReceiversCommand::Update { client, id, fields } => {
+            let r = Api::new(&client)
+                .call(
+                    Method::PUT,
+                    &format!("/v1-webhooks/receivers/{id}"),
+                    Some(&fields.body()?),
+                )
+                .await?;
+            print_receiver(&r);
+        }
+        ReceiversCommand::Clone { client, id, name } => {
+            let api = Api::new(&client);
+            let original = api
+                .call(Method::GET, &format!("/v1-webhooks/receivers/{id}"), None)
+                .await?;
+            let driver = str_of(&original, "driver");
+            let config_key = format!("{driver}Config");
+            let body = json!({ "name": name, "driver": driver, config_key.as_str(): original[config_key.as_str()] });
+            let project = str_of(&original, "projectId");
+            let r = api
+                .call(
+                    Method::POST,
+                    &format!("/v1-webhooks/receivers?projectId={project}"),
+                    Some(&body),
+                )
+                .await?;
+            print_receiver(&r);
+        }
+        ReceiversCommand::Delete { client, id } => {
+            Api::new(&client)
+                .call(
+                    Method::DELETE,
+                    &format!("/v1-webhooks/receivers/{id}"),
+                    None,
+                )
+                .await?;
+            println!("deleted receiver {id}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
+    let url = if args.target.starts_with("http://") || args.target.starts_with("https://") {
+        args.target.clone()
+    } else {
+        let r = Api::new(&args.client)
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1-webhooks/receivers/{}", args.target),
+                None,
+            )
+            .await?;
+        let url = str_of(&r, "url");
+        if url.is_empty() {
+            bail!("this API token cannot see trigger URLs (read-only)");
+        }
+        url.to_owned()
+    };
+    let mut request = reqwest::Client::new().post(&url);
+    if let Some(path) = &args.file {
+        let body = if path.as_os_str() == "-" {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+            buf
+        } else {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+        };
+        request = request
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+    }
+    // The URL holds the token: never echo it in errors.
+    let response = request
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("could not reach the trigger URL: {}", e.without_url()))?;
+    let value = answer(response).await?;
+    let range = match (
+        value.get("from").and_then(Value::as_u64),
+        value.get("to").and_then(Value::as_u64),
+    ) {
+        (Some(from), Some(to)) => format!(" {from} -> {to}"),
+        _ => String::new(),
+    };
+    println!(
+        "{}{}: {} (execution {})",
+        str_of(&value, "outcome"),
+        range,
+        str_of(&value, "reason"),
+        str_of(&value, "execution")
+    );
+    Ok(())
+}
+
+pub async fn executions(args: ExecutionsArgs) -> anyhow::Result<()> {
+    let path = format!(
+        "/v1-webhooks/receivers/{}/executions?limit={}",
+        args.receiver, args.limit
+    );
+    let page = Api::new(&args.client)
+        .call(reqwest::Method::GET, &path, None)
+        .await?;
+    let data = page["data"].as_array().cloned().unwrap_or_default();
+    if args.json {
+        print_json(&Value::Array(data));
+        return Ok(());
+    }
+    println!(
+        "{:<24}  {:<9}  {:<9}  {:<40}  SOURCE",
+        "TIME", "OUTCOME", "SCALE", "REASON"
+    );
+    for e in &data {
+        let scale = match (e["from"].as_u64(), e["to"].as_u64()) {
+            (Some(f), Some(t)) => format!("{f} -> {t}"),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<24}  {:<9}  {:<9}  {:<40}  {}",
+            str_of(e, "at"),
+            str_of(e, "outcome"),
+            scale,
+            str_of(e, "reason"),
+            str_of(e, "source")
+        );
+    }
+    Ok(())
+}
+
+pub async fn services(args: ServicesArgs) -> anyhow::Result<()> {
+    let path = format!("/v1-webhooks/services?projectId={}", args.project);
+    let page = Api::new(&args.client)
+        .call(reqwest::Method::GET, &path, None)
+        .await?;
+    let data = page["data"].as_array().cloned().unwrap_or_default();
+    if args.json {
+        print_json(&Value::Array(data));
+        return Ok(());
+    }
+    println!(
+        "{:<24}  {:>5}  {:>7}  {:<28}  LAST ERROR",
+        "SERVICE", "SCALE", "RUNNING", "IMAGE"
+    );
+    for s in &data {
+        println!(
+            "{:<24}  {:>5}  {:>7}  {:<28}  {}",
+            str_of(s, "name"),
+            s["scale"].as_u64().unwrap_or(0),
+            s["running"].as_u64().unwrap_or(0),
+            str_of(s, "image"),
+            str_of(s, "lastError")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! The `hookd` command line: `serve`, `demo`, and client commands that talk to the REST API.
+
+mod client;
+mod demo;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// hookd: receiver hooks that turn an HTTP POST into an action on a container orchestrator.
+///
+/// Run `hookd demo` to try it with a sample service, or `hookd serve` with a config file.
+/// The client commands talk to a running hookd at HOOKD_URL with the API token HOOKD_TOKEN.
+#[derive(Parser)]
+#[command(name = "hookd", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hookd server (embedded defaults when no config is given).
+    Serve(serve::ServeArgs),
+    /// Run hookd with a sample local service and two receivers, and print how to try them.
+    Demo(demo::DemoArgs),
+    /// Manage receiver hooks.
+    #[command(subcommand)]
+    Receivers(client::ReceiversCommand),
+    /// POST to a trigger URL (or a receiver's, by id) and print the decision.
+    Trigger(client::TriggerArgs),
+    /// Show a receiver's execution history, newest first.
+    Executions(client::ExecutionsArgs),
+    /// List the services of a project's backend with their current scale.
+    Services(client::ServicesArgs),
+    /// A tiny worker process used by `hookd demo` as its sample service.
+    #[command(hide = true)]
+    SampleWorker,
+}
+
+/// Where the client commands find hookd.
+#[derive(Args, Clone)]
+pub struct ClientArgs {
+    /// Base URL of the hookd API.
+    #[arg(
+        long = "url",
+        env = "HOOKD_URL",
+        default_value = "http://127.0.0.1:8085"
+    )]
+    pub url: String,
+    /// API token (printed by hookd at its first start).
+    #[arg(long = "token", env = "HOOKD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Receivers(cmd) => client::receivers(cmd).await,
+            Command::Trigger(args) => client::trigger(args).await,
+            Command::Executions(args) => client::executions(args).await,
+            Command::Services(args) => client::services(args).await,
+            Command::SampleWorker => demo::sample_worker().await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Request extractors that fail with [`ApiError`]s instead of axum's plain-text rejections.
+
+use std::sync::Arc;
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{FromRequest, FromRequestParts, Request},
+    http::{header, request::Parts, HeaderMap, StatusCode},
+};
+use serde::de::DeserializeOwned;
+
+use super::{error::ApiError, AppState};
+use crate::auth::{hash_token, Caller};
+
+/// A JSON body: `Content-Type` must be JSON (parameters such as `charset` allowed) or absent;
+/// over-limit bodies get 413; syntax and type errors get 400 naming the offending path.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        check_json_content_type(req.headers())?;
+        let bytes = read_body(req.into_body()).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let mime = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("the body must be JSON: send Content-Type: application/json (got {mime:?})"),
+        ))
+    }
+}
+
+/// Reads a whole body under the router's size limit.
+pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, usize::MAX).await.map_err(|e| {
+        let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+            .any(|e| e.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is larger than this server accepts",
+            )
+        } else {
+            ApiError::bad_request("body_unreadable", "the request body could not be read")
+        }
+    })
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "missing_body",
+            "a JSON body is required",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                ApiError::bad_request(
+                    "invalid_json",
+                    format!("the body is not valid JSON: {inner}"),
+                )
+            }
+            _ if path == "." => ApiError::bad_request(
+                "invalid_body",
+                format!("the body does not have the expected shape: {inner}"),
+            ),
+            _ => ApiError::bad_request("invalid_body", format!("{path}: {inner}")).with_field(path),
+        }
+    })
+}
+
+/// Query parameters, with a clear 400 when they don't parse.
+pub fn parse_query<T: DeserializeOwned>(query: Option<&str>) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query parameters: {e}")))
+}
+
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let token = bearer_token(&parts.headers).ok_or_else(|| {
+            ApiError::unauthorized(
+                "this API needs an API token: send Authorization: Bearer <token>",
+            )
+        })?;
+        let found = state.store.api_token_by_hash(&hash_token(token)).await?;
+        found
+            .map(|token| Caller { token })
+            .ok_or_else(|| ApiError::unauthorized("the API token is not valid"))
+    }
+}

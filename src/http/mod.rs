@@ -1,0 +1,154 @@
+//! The HTTP API: routes, shared state, middleware.
+//!
+//! Handlers are thin: they parse wire types into domain types, call the store, a backend
+//! or the engine, and convert back. Status codes are chosen only in [`error`].
+
+mod error;
+mod extract;
+mod ops;
+mod receivers;
+mod schemas;
+mod trigger;
+mod wire;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::{DefaultBodyLimit, Request},
+    http::{HeaderMap, HeaderName, StatusCode},
+    routing::{get, post},
+    Router,
+};
+use tower::ServiceBuilder;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+pub use error::ApiError;
+
+use crate::{
+    auth::Caller,
+    backend::{Backend, Backends},
+    domain::ProjectName,
+    engine::Engine,
+    metrics::Metrics,
+    store::Store,
+    token::TriggerKeys,
+};
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub backends: Arc<Backends>,
+    pub engine: Engine,
+    pub keys: TriggerKeys,
+    pub metrics: Arc<Metrics>,
+    /// Configured base of trigger URLs; `None` means "from the request's Host".
+    pub public_url: Option<String>,
+}
+
+impl AppState {
+    /// Base URL for links and trigger URLs.
+    pub fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            })
+            .unwrap_or("localhost:8085");
+        format!("http://{host}")
+    }
+
+    /// The project a request names (`default` when it names none), if the caller may use it.
+    pub fn project(
+        &self,
+        caller: &Caller,
+        requested: Option<&str>,
+    ) -> Result<(ProjectName, &Arc<dyn Backend>), ApiError> {
+        let project = match requested {
+            Some(p) => ProjectName::parse(p)?,
+            None => ProjectName::default_project(),
+        };
+        let backend = self.backends.for_project(&project).ok_or_else(|| {
+            ApiError::not_found(
+                "project_not_found",
+                format!("there is no project {project}"),
+            )
+        })?;
+        if !caller.can_read(&project) {
+            return Err(ApiError::forbidden(
+                "forbidden",
+                format!("this API token has no access to project {project}"),
+            ));
+        }
+        Ok((project, backend))
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    let api = Router::new()
+        .route("/v1-webhooks", get(ops::api_root))
+        .route("/v1-webhooks/schemas", get(schemas::list))
+        .route("/v1-webhooks/schemas/{id}", get(schemas::get))
+        .route(
+            "/v1-webhooks/receivers",
+            get(receivers::list).post(receivers::create),
+        )
+        .route(
+            "/v1-webhooks/receivers/{id}",
+            get(receivers::get)
+                .put(receivers::update)
+                .delete(receivers::delete)
+                .post(receivers::action),
+        )
+        .route(
+            "/v1-webhooks/receivers/{id}/executions",
+            get(receivers::executions),
+        )
+        .route("/v1-webhooks/services", get(ops::services))
+        .route(
+            "/v1-webhooks/endpoint",
+            post(trigger::trigger).get(trigger::get_not_allowed),
+        )
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { ApiError::not_found("not_found", "there is nothing at this path") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this path does not take that HTTP method",
+            )
+        })
+        .with_state(state);
+
+    // The span records the path only: trigger URLs carry their token in the query string.
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request| {
+            let request_id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+        })
+        .on_request(())
+        .on_response(DefaultOnResponse::new().level(Level::DEBUG).latency_unit(tower_http::LatencyUnit::Micros));
+
+    api.layer(DefaultBodyLimit::max(max_body_bytes)).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(trace)
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Duration::from_secs(60),
+            )),
+    )
+}

@@ -1,0 +1,116 @@
+//! Operational endpoints: health, readiness, metrics, the API root and the services list.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{RawQuery, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    extract::parse_query,
+    wire::{collection, ServiceOut},
+    ApiError, AppState,
+};
+use crate::{auth::Caller, metrics::ServiceLabels};
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "store not ready");
+            ApiError::unavailable("store_unavailable", "the store does not answer", 5)
+                .into_response()
+        }
+    }
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    // Scale gauges are read at scrape time, so they are never stale.
+    for (project, backend) in state.backends.projects() {
+        let Ok(services) = backend.list_services().await else {
+            continue;
+        };
+        for s in services {
+            let labels = ServiceLabels {
+                project: project.to_string(),
+                backend: backend.name().to_owned(),
+                service: s.id.to_string(),
+            };
+            state
+                .metrics
+                .desired_scale
+                .get_or_create(&labels)
+                .set(i64::from(s.desired));
+            state
+                .metrics
+                .running_replicas
+                .get_or_create(&labels)
+                .set(i64::from(s.running));
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+pub async fn api_root(
+    State(state): State<Arc<AppState>>,
+    _caller: Caller,
+    headers: HeaderMap,
+) -> Json<serde_json::Value> {
+    let base = format!("{}/v1-webhooks", state.base_url(&headers));
+    Json(json!({
+        "type": "apiVersion",
+        "id": "v1-webhooks",
+        "links": {
+            "self": base,
+            "receivers": format!("{base}/receivers"),
+            "schemas": format!("{base}/schemas"),
+            "services": format!("{base}/services"),
+        },
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServicesQuery {
+    project_id: Option<String>,
+}
+
+pub async fn services(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let query: ServicesQuery = parse_query(q.as_deref())?;
+    let (project, backend) = state.project(&caller, query.project_id.as_deref())?;
+    let services = backend.list_services().await?;
+    let data: Vec<_> = services
+        .into_iter()
+        .map(|s| serde_json::to_value(ServiceOut::new(s, backend.name())).expect("serializable"))
+        .collect();
+    let limit = data.len() as u32;
+    let self_link = format!(
+        "{}/v1-webhooks/services?projectId={project}",
+        state.base_url(&headers)
+    );
+    Ok((
+        StatusCode::OK,
+        Json(collection("service", self_link, data, limit, None)),
+    ))
+}

@@ -1,0 +1,368 @@
+//! `/v1-webhooks/receivers`: create, list, read, update, delete, enable/disable, regenerate.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Path, RawQuery, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Deserialize;
+
+use super::{
+    extract::{parse_query, JsonBody},
+    wire::{collection, receiver_out, ExecutionOut, ReceiverIn},
+    ApiError, AppState,
+};
+use crate::{
+    auth::Caller,
+    backend::Backend,
+    domain::{now_millis, Driver, DriverConfig, ExecutionId, Receiver, ReceiverId, ReceiverName},
+    token::TriggerClaims,
+};
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    project_id: Option<String>,
+    limit: Option<u32>,
+    marker: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProjectQuery {
+    project_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ActionQuery {
+    project_id: Option<String>,
+    action: Option<String>,
+}
+
+fn limit(requested: Option<u32>) -> Result<u32, ApiError> {
+    match requested.unwrap_or(DEFAULT_LIMIT) {
+        0 => Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be at least 1",
+        )),
+        n => Ok(n.min(MAX_LIMIT)),
+    }
+}
+
+fn trigger_url(state: &AppState, base: &str, r: &Receiver) -> String {
+    let token = state.keys.sign(&TriggerClaims {
+        receiver: r.id,
+        project: r.project.clone(),
+        driver: r.config.driver(),
+        generation: r.token_generation,
+    });
+    format!("{base}/v1-webhooks/endpoint?token={token}")
+}
+
+fn render(state: &AppState, caller: &Caller, base: &str, r: &Receiver) -> serde_json::Value {
+    let url = caller.sees_urls().then(|| trigger_url(state, base, r));
+    receiver_out(r, base, url)
+}
+
+/// Loads a receiver the caller may read; anything else looks like "not found".
+async fn load(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    project: Option<&str>,
+) -> Result<Receiver, ApiError> {
+    let not_found =
+        || ApiError::not_found("receiver_not_found", format!("there is no receiver {id}"));
+    let id = ReceiverId::parse(id).ok_or_else(not_found)?;
+    let receiver = state.store.receiver(id).await?.ok_or_else(not_found)?;
+    let project_matches = project.is_none_or(|p| p == receiver.project.as_str());
+    if !project_matches || !caller.can_read(&receiver.project) {
+        return Err(not_found());
+    }
+    Ok(receiver)
+}
+
+fn require_manage(caller: &Caller, r: &Receiver) -> Result<(), ApiError> {
+    if caller.can_manage(&r.project) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "forbidden",
+            "this API token may only read receivers",
+        ))
+    }
+}
+
+/// Builds the driver config a body asks for, checked against the backend.
+async fn driver_config(
+    backend: &dyn Backend,
+    driver: Driver,
+    body: &mut ReceiverIn,
+) -> Result<DriverConfig, ApiError> {
+    match driver {
+        Driver::ScaleService => {
+            let config = body
+                .scale_service_config
+                .take()
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "missing_field",
+                        "a scaleService receiver needs scaleServiceConfig",
+                    )
+                    .with_field("scaleServiceConfig")
+                })?
+                .into_domain()?;
+            backend.check_scalable(&config.service).await?;
+            Ok(DriverConfig::ScaleService(config))
+        }
+    }
+}
+
+fn parse_driver(name: &str) -> Result<Driver, ApiError> {
+    Driver::parse(name).ok_or_else(|| {
+        let known: Vec<&str> = Driver::ALL.iter().map(|d| d.as_str()).collect();
+        ApiError::bad_request(
+            "unknown_driver",
+            format!(
+                "unknown driver {name:?}; known drivers: {}",
+                known.join(", ")
+            ),
+        )
+        .with_field("driver")
+    })
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query: ListQuery = parse_query(q.as_deref())?;
+    let (project, _) = state.project(&caller, query.project_id.as_deref())?;
+    let limit = limit(query.limit)?;
+    let after = match query.marker.as_deref() {
+        Some(m) => Some(ReceiverId::parse(m).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", "marker is not a receiver id")
+        })?),
+        None => None,
+    };
+    let receivers = state.store.list_receivers(&project, limit, after).await?;
+    let base = state.base_url(&headers);
+    let self_link = format!("{base}/v1-webhooks/receivers?projectId={project}");
+    let next = (receivers.len() == limit as usize)
+        .then(|| {
+            receivers
+                .last()
+                .map(|r| format!("{self_link}&limit={limit}&marker={}", r.id))
+        })
+        .flatten();
+    let data = receivers
+        .iter()
+        .map(|r| render(&state, &caller, &base, r))
+        .collect();
+    Ok(Json(collection("receiver", self_link, data, limit, next)))
+}
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    JsonBody(mut body): JsonBody<ReceiverIn>,
+) -> Result<Response, ApiError> {
+    let query: ProjectQuery = parse_query(q.as_deref())?;
+    let (project, backend) = state.project(&caller, query.project_id.as_deref())?;
+    if !caller.can_manage(&project) {
+        return Err(ApiError::forbidden(
+            "forbidden",
+            "this API token may not create receivers",
+        ));
+    }
+    let name = body.name.as_deref().ok_or_else(|| {
+        ApiError::bad_request("missing_field", "name is required").with_field("name")
+    })?;
+    let name = ReceiverName::parse(name)?;
+    let driver = body.driver.as_deref().ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_field",
+            "driver is required (for example \"scaleService\")",
+        )
+        .with_field("driver")
+    })?;
+    let driver = parse_driver(driver)?;
+    let config = driver_config(backend.as_ref(), driver, &mut body).await?;
+    let now = now_millis();
+    let receiver = Receiver {
+        id: ReceiverId::generate(),
+        project,
+        name,
+        config,
+        enabled: body.enabled.unwrap_or(true),
+        token_generation: 1,
+        created: now,
+        updated: now,
+    };
+    state.store.insert_receiver(&receiver).await?;
+    tracing::info!(receiver = %receiver.id, project = %receiver.project, "created receiver");
+    let base = state.base_url(&headers);
+    let location = format!("{base}/v1-webhooks/receivers/{}", receiver.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(render(&state, &caller, &base, &receiver)),
+    )
+        .into_response())
+}
+
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query: ProjectQuery = parse_query(q.as_deref())?;
+    let receiver = load(&state, &caller, &id, query.project_id.as_deref()).await?;
+    Ok(Json(render(
+        &state,
+        &caller,
+        &state.base_url(&headers),
+        &receiver,
+    )))
+}
+
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    JsonBody(mut body): JsonBody<ReceiverIn>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query: ProjectQuery = parse_query(q.as_deref())?;
+    let mut receiver = load(&state, &caller, &id, query.project_id.as_deref()).await?;
+    require_manage(&caller, &receiver)?;
+    if let Some(name) = body.name.as_deref() {
+        receiver.name = ReceiverName::parse(name)?;
+    }
+    let driver = receiver.config.driver();
+    if let Some(requested) = body.driver.as_deref() {
+        if parse_driver(requested)? != driver {
+            return Err(ApiError::bad_request(
+                "driver_immutable",
+                "a receiver's driver cannot be changed; create a new receiver",
+            )
+            .with_field("driver"));
+        }
+    }
+    if body.scale_service_config.is_some() {
+        let (_, backend) = state.project(&caller, Some(receiver.project.as_str()))?;
+        receiver.config = driver_config(backend.as_ref(), driver, &mut body).await?;
+    }
+    if let Some(enabled) = body.enabled {
+        receiver.enabled = enabled;
+    }
+    receiver.updated = now_millis();
+    state.store.update_receiver(&receiver).await?;
+    Ok(Json(render(
+        &state,
+        &caller,
+        &state.base_url(&headers),
+        &receiver,
+    )))
+}
+
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<StatusCode, ApiError> {
+    let query: ProjectQuery = parse_query(q.as_deref())?;
+    let receiver = load(&state, &caller, &id, query.project_id.as_deref()).await?;
+    require_manage(&caller, &receiver)?;
+    state.store.delete_receiver(receiver.id).await?;
+    tracing::info!(receiver = %receiver.id, "deleted receiver");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rancher-style actions: `POST /receivers/{id}?action=enable|disable|regenerateUrl`.
+pub async fn action(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query: ActionQuery = parse_query(q.as_deref())?;
+    let mut receiver = load(&state, &caller, &id, query.project_id.as_deref()).await?;
+    require_manage(&caller, &receiver)?;
+    match query.action.as_deref() {
+        Some("enable") => receiver.enabled = true,
+        Some("disable") => receiver.enabled = false,
+        Some("regenerateUrl") => receiver.token_generation += 1,
+        other => {
+            return Err(ApiError::bad_request(
+                "unknown_action",
+                format!(
+                    "unknown action {:?}; use ?action=enable, disable or regenerateUrl",
+                    other.unwrap_or("")
+                ),
+            ))
+        }
+    }
+    receiver.updated = now_millis();
+    state.store.update_receiver(&receiver).await?;
+    Ok(Json(render(
+        &state,
+        &caller,
+        &state.base_url(&headers),
+        &receiver,
+    )))
+}
+
+pub async fn executions(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query: ListQuery = parse_query(q.as_deref())?;
+    let receiver = load(&state, &caller, &id, query.project_id.as_deref()).await?;
+    let limit = limit(query.limit)?;
+    let before = match query.marker.as_deref() {
+        Some(m) => Some(ExecutionId::parse(m).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", "marker is not an execution id")
+        })?),
+        None => None,
+    };
+    let list = state
+        .store
+        .list_executions(receiver.id, limit, before)
+        .await?;
+    let self_link = format!(
+        "{}/v1-webhooks/receivers/{}/executions",
+        state.base_url(&headers),
+        receiver.id
+    );
+    let next = (list.len() == limit as usize)
+        .then(|| {
+            list.last()
+                .map(|e| format!("{self_link}?limit={limit}&marker={}", e.id))
+        })
+        .flatten();
+    let data = list
+        .iter()
+        .map(|e| serde_json::to_value(ExecutionOut::from(e)).expect("serializable"))
+        .collect();
+    Ok(Json(collection("execution", self_link, data, limit, next)))
+}

@@ -1,0 +1,133 @@
+//! `GET /v1-webhooks/schemas`: Rancher-style schemas of the resources and driver configs.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Path, State},
+    http::HeaderMap,
+    Json,
+};
+use serde_json::{json, Value};
+
+use super::{
+    wire::{collection, DEFAULT_AMOUNT, DEFAULT_MAX, DEFAULT_MIN},
+    ApiError, AppState,
+};
+use crate::domain::{scale::MAX_SCALE, Driver, Outcome};
+
+fn schemas(base: &str) -> Vec<Value> {
+    let drivers: Vec<&str> = Driver::ALL.iter().map(|d| d.as_str()).collect();
+    let outcomes: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+    let schema = |id: &str, collection_methods: Value, resource_methods: Value, fields: Value| {
+        json!({
+            "id": id,
+            "type": "schema",
+            "links": { "self": format!("{base}/v1-webhooks/schemas/{id}") },
+            "collectionMethods": collection_methods,
+            "resourceMethods": resource_methods,
+            "resourceFields": fields,
+        })
+    };
+    let mut receiver = schema(
+        "receiver",
+        json!(["GET", "POST"]),
+        json!(["GET", "PUT", "DELETE"]),
+        json!({
+            "name": { "type": "string", "required": true, "create": true, "update": true, "minLength": 1, "maxLength": 128,
+                      "description": "Unique within the project" },
+            "driver": { "type": "enum", "options": drivers, "required": true, "create": true, "update": false },
+            "enabled": { "type": "boolean", "default": true, "create": true, "update": true },
+            "state": { "type": "enum", "options": ["active", "inactive"] },
+            "url": { "type": "string", "description": "The trigger URL; blank for read-only callers" },
+            "description": { "type": "string", "description": "What the receiver does, in a sentence" },
+            "projectId": { "type": "string" },
+            "created": { "type": "date" },
+            "updated": { "type": "date" },
+            "scaleServiceConfig": { "type": "scaleService", "create": true, "update": true },
+        }),
+    );
+    receiver["resourceActions"] = json!({ "enable": {}, "disable": {}, "regenerateUrl": {} });
+    vec![
+        receiver,
+        schema(
+            "scaleService",
+            json!([]),
+            json!([]),
+            json!({
+                "serviceId": { "type": "string", "required": true, "create": true, "update": true,
+                               "description": "A service of the project's backend (see /v1-webhooks/services)" },
+                "action": { "type": "enum", "options": ["up", "down"], "required": true, "create": true, "update": true },
+                "amount": { "type": "int", "default": DEFAULT_AMOUNT, "min": 1, "create": true, "update": true },
+                "min": { "type": "int", "default": DEFAULT_MIN, "min": 1, "create": true, "update": true },
+                "max": { "type": "int", "default": DEFAULT_MAX, "min": 2, "max": MAX_SCALE, "create": true, "update": true,
+                         "description": "Must be greater than min" },
+            }),
+        ),
+        schema(
+            "execution",
+            json!(["GET"]),
+            json!([]),
+            json!({
+                "receiverId": { "type": "string" },
+                "at": { "type": "date" },
+                "source": { "type": "string" },
+                "outcome": { "type": "enum", "options": outcomes },
+                "from": { "type": "int", "nullable": true },
+                "to": { "type": "int", "nullable": true },
+                "reason": { "type": "string" },
+            }),
+        ),
+        schema(
+            "service",
+            json!(["GET"]),
+            json!([]),
+            json!({
+                "name": { "type": "string" },
+                "backend": { "type": "string" },
+                "scale": { "type": "int", "description": "Desired scale" },
+                "running": { "type": "int" },
+                "image": { "type": "string" },
+                "labels": { "type": "map[string]" },
+                "lastError": { "type": "string", "nullable": true },
+            }),
+        ),
+        schema(
+            "error",
+            json!([]),
+            json!([]),
+            json!({
+                "status": { "type": "int" },
+                "code": { "type": "string" },
+                "message": { "type": "string" },
+                "field": { "type": "string", "nullable": true },
+            }),
+        ),
+    ]
+}
+
+pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Json<Value> {
+    let base = state.base_url(&headers);
+    let data = schemas(&base);
+    let limit = data.len() as u32;
+    Json(collection(
+        "schema",
+        format!("{base}/v1-webhooks/schemas"),
+        data,
+        limit,
+        None,
+    ))
+}
+
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    schemas(&state.base_url(&headers))
+        .into_iter()
+        .find(|s| s["id"] == id.as_str())
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::not_found("schema_not_found", format!("there is no schema {id:?}"))
+        })
+}

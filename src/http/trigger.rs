@@ -1,0 +1,123 @@
+//! `POST /v1-webhooks/endpoint`: the trigger URL.
+//!
+//! Order matters: the token is verified (one HMAC, no store access) before the body is
+//! read or the store is touched, so forged tokens are cheap to refuse.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::{ConnectInfo, RawQuery, Request, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Deserialize;
+
+use super::{
+    extract::{bearer_token, parse_query, read_body},
+    wire::TriggerOut,
+    ApiError, AppState,
+};
+use crate::domain::Outcome;
+
+#[derive(Deserialize)]
+struct TriggerQuery {
+    token: Option<String>,
+}
+
+/// Longest user agent kept in the history.
+const MAX_AGENT_CHARS: usize = 120;
+
+fn source(peer: SocketAddr, headers: &HeaderMap) -> String {
+    let agent: String = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_AGENT_CHARS)
+        .collect();
+    if agent.is_empty() {
+        peer.ip().to_string()
+    } else {
+        format!("{} ({agent})", peer.ip())
+    }
+}
+
+fn reject(state: &AppState, error: ApiError) -> ApiError {
+    state.metrics.reject(error.code);
+    error
+}
+
+pub async fn trigger(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(q): RawQuery,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let query: TriggerQuery = parse_query(q.as_deref()).map_err(|e| reject(&state, e))?;
+    let (parts, body) = request.into_parts();
+    let token = query.token.as_deref().or_else(|| bearer_token(&parts.headers)).ok_or_else(|| {
+        reject(
+            &state,
+            ApiError::unauthorized("a trigger needs its token: POST to the receiver's trigger URL (…/endpoint?token=…)"),
+        )
+    })?;
+    let claims = state.keys.verify(token).map_err(|_| {
+        reject(
+            &state,
+            ApiError::forbidden("invalid_token", "the trigger token is not valid"),
+        )
+    })?;
+    let _body = read_body(body).await.map_err(|e| reject(&state, e))?;
+    let revoked = || {
+        reject(
+            &state,
+            ApiError::forbidden(
+                "receiver_revoked",
+                "this trigger URL has been revoked or its receiver deleted",
+            ),
+        )
+    };
+    let receiver = state
+        .store
+        .receiver(claims.receiver)
+        .await?
+        .ok_or_else(revoked)?;
+    if receiver.token_generation != claims.generation || receiver.project != claims.project {
+        return Err(revoked());
+    }
+    let report = state
+        .engine
+        .trigger(&receiver, source(peer, &parts.headers))
+        .await?;
+    let answer = TriggerOut::from(&report.execution);
+    if report.execution.outcome != Outcome::Failed {
+        return Ok(Json(answer).into_response());
+    }
+    let message = format!("the action could not be done: {}", report.execution.reason);
+    let mut error = if report.retry {
+        ApiError::unavailable("backend_unavailable", message, 10)
+    } else {
+        ApiError::new(StatusCode::CONFLICT, "action_failed", message)
+    };
+    if let serde_json::Value::Object(fields) = serde_json::to_value(&answer).expect("serializable")
+    {
+        error.extra = fields;
+    }
+    Err(error)
+}
+
+/// Rancher answered a bare 404 here, and people did not realise they had to POST.
+pub async fn get_not_allowed() -> Response {
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "trigger URLs must be called with POST, for example: curl -X POST '<trigger URL>'",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    response
+}

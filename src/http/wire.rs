@@ -1,0 +1,242 @@
+//! Wire types: the JSON shapes of the API, Rancher's where Rancher had one.
+//!
+//! Only this module derives serde for the HTTP contract; handlers convert to and from domain types.
+
+use serde::{de::IgnoredAny, Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::ApiError;
+use crate::{
+    backend::ServiceInfo,
+    domain::{
+        DriverConfig, Execution, Millis, Receiver, ScaleAction, ScaleServiceConfig, ServiceId,
+    },
+};
+
+/// Rancher's schema defaults for `min` and `max`.
+pub const DEFAULT_MIN: u32 = 1;
+pub const DEFAULT_MAX: u32 = 100;
+pub const DEFAULT_AMOUNT: u32 = 1;
+
+/// Body of create (POST) and update (PUT). Unknown fields are refused; the read-only
+/// members of a receiver resource are accepted and ignored, so a GET body can be PUT back.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)] // the IgnoredAny members exist only to be accepted
+pub struct ReceiverIn {
+    pub name: Option<String>,
+    pub driver: Option<String>,
+    pub enabled: Option<bool>,
+    pub scale_service_config: Option<ScaleServiceConfigIn>,
+    // Rancher clients send every driver's config; only the chosen driver's is read.
+    pub service_upgrade_config: Option<IgnoredAny>,
+    pub scale_host_config: Option<IgnoredAny>,
+    pub forward_post_config: Option<IgnoredAny>,
+    #[serde(rename = "type")]
+    pub kind: Option<IgnoredAny>,
+    pub id: Option<IgnoredAny>,
+    pub url: Option<IgnoredAny>,
+    pub state: Option<IgnoredAny>,
+    pub project_id: Option<IgnoredAny>,
+    pub description: Option<IgnoredAny>,
+    pub created: Option<IgnoredAny>,
+    pub updated: Option<IgnoredAny>,
+    pub links: Option<IgnoredAny>,
+    pub actions: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)] // `kind` exists only to be accepted
+pub struct ScaleServiceConfigIn {
+    pub service_id: Option<String>,
+    pub action: Option<String>,
+    pub amount: Option<u32>,
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+    #[serde(rename = "type")]
+    pub kind: Option<IgnoredAny>,
+}
+
+impl ScaleServiceConfigIn {
+    pub fn into_domain(self) -> Result<ScaleServiceConfig, ApiError> {
+        let service = self.service_id.ok_or_else(|| {
+            ApiError::bad_request("missing_field", "scaleServiceConfig.serviceId is required")
+                .with_field("scaleServiceConfig.serviceId")
+        })?;
+        let service = ServiceId::parse(&service).map_err(|mut e| {
+            e.field = "scaleServiceConfig.serviceId";
+            e
+        })?;
+        let action = self.action.ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_field",
+                "scaleServiceConfig.action is required (\"up\" or \"down\")",
+            )
+            .with_field("scaleServiceConfig.action")
+        })?;
+        Ok(ScaleServiceConfig::new(
+            service,
+            ScaleAction::parse(&action)?,
+            self.amount.unwrap_or(DEFAULT_AMOUNT),
+            self.min.unwrap_or(DEFAULT_MIN),
+            self.max.unwrap_or(DEFAULT_MAX),
+        )?)
+    }
+}
+
+pub fn rfc3339(ms: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A receiver resource, as Rancher's webhook-service shaped it, plus hookd's additions.
+pub fn receiver_out(r: &Receiver, base: &str, url: Option<String>) -> Value {
+    let self_link = format!("{base}/v1-webhooks/receivers/{}", r.id);
+    let toggle = if r.enabled { "disable" } else { "enable" };
+    let mut out = serde_json::json!({
+        "id": r.id.to_string(),
+        "type": "receiver",
+        "name": r.name.as_str(),
+        "driver": r.config.driver().as_str(),
+        "state": if r.enabled { "active" } else { "inactive" },
+        "enabled": r.enabled,
+        "projectId": r.project.as_str(),
+        "url": url.unwrap_or_default(),
+        "description": r.config.describe(),
+        "created": rfc3339(r.created),
+        "updated": rfc3339(r.updated),
+        "links": {
+            "self": self_link,
+            "executions": format!("{self_link}/executions"),
+        },
+        "actions": {
+            toggle: format!("{self_link}?action={toggle}"),
+            "regenerateUrl": format!("{self_link}?action=regenerateUrl"),
+        },
+    });
+    let object = out.as_object_mut().expect("built as an object");
+    match &r.config {
+        DriverConfig::ScaleService(c) => {
+            object.insert(
+                "scaleServiceConfig".into(),
+                serde_json::json!({
+                    "type": "scaleService",
+                    "serviceId": c.service.as_str(),
+                    "action": c.action.as_str(),
+                    "amount": c.amount,
+                    "min": c.min,
+                    "max": c.max,
+                }),
+            );
+        }
+    }
+    out
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionOut {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub receiver_id: String,
+    pub at: String,
+    pub source: String,
+    pub outcome: &'static str,
+    pub from: Option<u32>,
+    pub to: Option<u32>,
+    pub reason: String,
+}
+
+impl From<&Execution> for ExecutionOut {
+    fn from(e: &Execution) -> Self {
+        Self {
+            id: e.id.to_string(),
+            kind: "execution",
+            receiver_id: e.receiver.to_string(),
+            at: rfc3339(e.at),
+            source: e.source.clone(),
+            outcome: e.outcome.as_str(),
+            from: e.from,
+            to: e.to,
+            reason: e.reason.clone(),
+        }
+    }
+}
+
+/// The answer to a trigger.
+#[derive(Serialize)]
+pub struct TriggerOut {
+    pub execution: String,
+    pub outcome: &'static str,
+    pub from: Option<u32>,
+    pub to: Option<u32>,
+    pub reason: String,
+}
+
+impl From<&Execution> for TriggerOut {
+    fn from(e: &Execution) -> Self {
+        Self {
+            execution: e.id.to_string(),
+            outcome: e.outcome.as_str(),
+            from: e.from,
+            to: e.to,
+            reason: e.reason.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceOut {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub name: String,
+    pub backend: String,
+    /// Desired scale.
+    pub scale: u32,
+    pub running: u32,
+    pub image: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub last_error: Option<String>,
+}
+
+impl ServiceOut {
+    pub fn new(s: ServiceInfo, backend: &str) -> Self {
+        Self {
+            id: s.id.to_string(),
+            kind: "service",
+            name: s.id.to_string(),
+            backend: backend.to_owned(),
+            scale: s.desired,
+            running: s.running,
+            image: s.image,
+            labels: s.labels,
+            last_error: s.last_error,
+        }
+    }
+}
+
+/// A Rancher-style collection with marker pagination.
+pub fn collection(
+    resource_type: &str,
+    self_link: String,
+    data: Vec<Value>,
+    limit: u32,
+    next: Option<String>,
+) -> Value {
+    let mut links = serde_json::json!({ "self": self_link });
+    if let Some(next) = &next {
+        links["next"] = Value::String(next.clone());
+    }
+    serde_json::json!({
+        "type": "collection",
+        "resourceType": resource_type,
+        "links": links,
+        "pagination": { "limit": limit, "next": next },
+        "data": data,
+    })
+}

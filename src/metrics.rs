@@ -1,0 +1,134 @@
+//! Prometheus metrics, rendered in the text exposition format at `/metrics`.
+
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    pub driver: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriverLabels {
+    pub driver: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub project: String,
+    pub backend: String,
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendOpLabels {
+    pub backend: String,
+    pub operation: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms .. ~8 s
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.00025, 2.0, 16,
+    ))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub triggers: Family<TriggerLabels, Counter>,
+    pub rejected: Family<RejectLabels, Counter>,
+    pub trigger_latency: HistogramFamily<DriverLabels>,
+    pub desired_scale: Family<ServiceLabels, Gauge>,
+    pub running_replicas: Family<ServiceLabels, Gauge>,
+    pub backend_latency: HistogramFamily<BackendOpLabels>,
+    pub backend_errors: Family<BackendOpLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hookd");
+        let triggers = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "triggers",
+            "Triggers handled, by driver and outcome",
+            triggers.clone(),
+        );
+        let rejected = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "triggers_rejected",
+            "Trigger requests refused before any action, by error code",
+            rejected.clone(),
+        );
+        let trigger_latency = HistogramFamily::<DriverLabels>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "trigger_duration_seconds",
+            "Time to handle a trigger, from request to recorded decision",
+            trigger_latency.clone(),
+        );
+        let desired_scale = Family::<ServiceLabels, Gauge>::default();
+        registry.register(
+            "service_desired_scale",
+            "Desired scale of each service of each project's backend",
+            desired_scale.clone(),
+        );
+        let running_replicas = Family::<ServiceLabels, Gauge>::default();
+        registry.register(
+            "service_running_replicas",
+            "Replicas of each service running now",
+            running_replicas.clone(),
+        );
+        let backend_latency = HistogramFamily::<BackendOpLabels>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "backend_call_duration_seconds",
+            "Latency of calls to backends",
+            backend_latency.clone(),
+        );
+        let backend_errors = Family::<BackendOpLabels, Counter>::default();
+        registry.register(
+            "backend_call_errors",
+            "Failed calls to backends",
+            backend_errors.clone(),
+        );
+        Self {
+            registry,
+            triggers,
+            rejected,
+            trigger_latency,
+            desired_scale,
+            running_replicas,
+            backend_latency,
+            backend_errors,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn reject(&self, code: &str) {
+        self.rejected
+            .get_or_create(&RejectLabels {
+                code: code.to_owned(),
+            })
+            .inc();
+    }
+}
