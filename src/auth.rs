@@ -13,11 +13,7 @@ use crate::{
 const TOKEN_PREFIX: &str = "hookd_";
 
 pub fn generate_token() -> Secret {
-    let body: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(40)
-        .map(char::from)
-        .collect();
+    let body: String = rand::thread_rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect();
     Secret::new(format!("{TOKEN_PREFIX}{body}"))
 }
 
@@ -28,17 +24,10 @@ pub fn hash_token(token: &str) -> String {
 
 /// Makes sure an admin token exists. Returns the new secret when one was generated,
 /// so the caller can print it once; a configured token is stored if missing.
-pub async fn ensure_admin(
-    store: &dyn Store,
-    configured: Option<&Secret>,
-) -> StoreResult<Option<Secret>> {
+pub async fn ensure_admin(store: &dyn Store, configured: Option<&Secret>) -> StoreResult<Option<Secret>> {
     let (secret, generated) = match configured {
         Some(token) => {
-            if store
-                .api_token_by_hash(&hash_token(token.expose()))
-                .await?
-                .is_some()
-            {
+            if store.api_token_by_hash(&hash_token(token.expose())).await?.is_some() {
                 return Ok(None);
             }
             (token.clone(), false)

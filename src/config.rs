@@ -135,17 +135,13 @@ impl Default for Config {
 
 impl Config {
     /// Loads the file named by `path` (or `HOOKD_CONFIG`), applies `HOOKD_*` overrides and validates.
-    pub fn load(
-        path: Option<PathBuf>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> anyhow::Result<Self> {
+    pub fn load(path: Option<PathBuf>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let path = path.or_else(|| env("HOOKD_CONFIG").map(PathBuf::from));
         let mut config = match &path {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading config file {}", path.display()))?;
-                Self::from_toml(&text)
-                    .with_context(|| format!("in config file {}", path.display()))?
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+                Self::from_toml(&text).with_context(|| format!("in config file {}", path.display()))?
             }
             None => Self::default(),
         };
@@ -160,9 +156,8 @@ impl Config {
 
     fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = env("HOOKD_LISTEN") {
-            self.listen = v.parse().with_context(|| {
-                format!("HOOKD_LISTEN={v:?} is not an address like 0.0.0.0:8085")
-            })?;
+            self.listen =
+                v.parse().with_context(|| format!("HOOKD_LISTEN={v:?} is not an address like 0.0.0.0:8085"))?;
         }
         if let Some(v) = env("HOOKD_PUBLIC_URL") {
             self.public_url = Some(v);
@@ -184,9 +179,7 @@ impl Config {
             };
         }
         if let Some(v) = env("HOOKD_MAX_BODY_BYTES") {
-            self.max_body_bytes = v
-                .parse()
-                .context("HOOKD_MAX_BODY_BYTES must be a number of bytes")?;
+            self.max_body_bytes = v.parse().context("HOOKD_MAX_BODY_BYTES must be a number of bytes")?;
         }
         Ok(())
     }
@@ -202,10 +195,7 @@ impl Config {
             });
         }
         if self.projects.is_empty() {
-            self.projects.push(ProjectConfig {
-                name: "default".into(),
-                backend: self.backends[0].name.clone(),
-            });
+            self.projects.push(ProjectConfig { name: "default".into(), backend: self.backends[0].name.clone() });
         }
         if let Some(url) = &mut self.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -230,45 +220,31 @@ impl Config {
                 crate::domain::ServiceId::parse(&service.name)
                     .with_context(|| format!("backend {:?}", backend.name))?;
                 if !service_names.insert(service.name.as_str()) {
-                    bail!(
-                        "service {:?} is declared twice in backend {:?}",
-                        service.name,
-                        backend.name
-                    );
+                    bail!("service {:?} is declared twice in backend {:?}", service.name, backend.name);
                 }
                 if service.command.trim().is_empty() {
                     bail!("service {:?} has an empty command", service.name);
                 }
                 if service.scale > MAX_LOCAL_SCALE {
-                    bail!(
-                        "service {:?}: scale must be at most {MAX_LOCAL_SCALE}",
-                        service.name
-                    );
+                    bail!("service {:?}: scale must be at most {MAX_LOCAL_SCALE}", service.name);
                 }
             }
         }
         let mut project_names = std::collections::HashSet::new();
         for project in &self.projects {
-            ProjectName::parse(&project.name)
-                .with_context(|| format!("project {:?}", project.name))?;
+            ProjectName::parse(&project.name).with_context(|| format!("project {:?}", project.name))?;
             if !project_names.insert(project.name.as_str()) {
                 bail!("project {:?} is declared twice", project.name);
             }
             if !backend_names.contains(project.backend.as_str()) {
-                bail!(
-                    "project {:?} names backend {:?}, which is not declared",
-                    project.name,
-                    project.backend
-                );
+                bail!("project {:?} names backend {:?}, which is not declared", project.name, project.backend);
             }
         }
         Ok(())
     }
 
     pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hookd.db").display()))
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hookd.db").display()))
     }
 }
 
@@ -306,30 +282,19 @@ mod tests {
         };
         let config = Config::load(None, env).unwrap();
         assert_eq!(config.listen.port(), 9999);
-        assert_eq!(
-            config.public_url.as_deref(),
-            Some("https://hooks.example.com")
-        );
+        assert_eq!(config.public_url.as_deref(), Some("https://hooks.example.com"));
     }
 
     #[test]
     fn bad_references_fail_fast() {
-        let mut config =
-            Config::from_toml("[[project]]\nname = \"a\"\nbackend = \"nope\"\n").unwrap();
-        assert!(config
-            .finish()
-            .unwrap_err()
-            .to_string()
-            .contains("not declared"));
+        let mut config = Config::from_toml("[[project]]\nname = \"a\"\nbackend = \"nope\"\n").unwrap();
+        assert!(config.finish().unwrap_err().to_string().contains("not declared"));
         assert!(Config::from_toml("listen = 5").is_err());
         assert!(Config::from_toml("unknown_key = 1").is_err());
     }
 
     #[test]
     fn secrets_do_not_print() {
-        assert_eq!(
-            format!("{:?}", Secret::new("hunter2-hunter2-x")),
-            "Secret(<redacted>)"
-        );
+        assert_eq!(format!("{:?}", Secret::new("hunter2-hunter2-x")), "Secret(<redacted>)");
     }
 }

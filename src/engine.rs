@@ -14,8 +14,8 @@ use std::{
 use crate::{
     backend::{Backend, BackendError, Backends},
     domain::{
-        now_millis, DriverConfig, Execution, ExecutionId, Outcome, Receiver, ScaleDecision,
-        ScaleServiceConfig, ServiceId,
+        now_millis, DriverConfig, Execution, ExecutionId, Outcome, Receiver, ScaleDecision, ScaleServiceConfig,
+        ServiceId,
     },
     metrics::{BackendOpLabels, DriverLabels, Metrics, TriggerLabels},
     store::{Store, StoreError},
@@ -51,10 +51,7 @@ struct ServiceLocks {
 impl ServiceLocks {
     fn get(&self, backend: &str, service: &ServiceId) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().expect("service lock table");
-        locks
-            .entry((backend.to_owned(), service.clone()))
-            .or_default()
-            .clone()
+        locks.entry((backend.to_owned(), service.clone())).or_default().clone()
     }
 }
 
@@ -67,41 +64,21 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, backends: Arc<Backends>, metrics: Arc<Metrics>) -> Self {
-        Self {
-            store,
-            backends,
-            metrics,
-            locks: ServiceLocks::default(),
-        }
+        Self { store, backends, metrics, locks: ServiceLocks::default() }
     }
 
     /// Runs `receiver` once for a trigger from `source` and records what happened.
-    pub async fn trigger(
-        &self,
-        receiver: &Receiver,
-        source: String,
-    ) -> Result<Report, EngineError> {
+    pub async fn trigger(&self, receiver: &Receiver, source: String) -> Result<Report, EngineError> {
         let started = Instant::now();
         let driver = receiver.config.driver().as_str();
         let report = if !receiver.enabled {
-            let execution = new_execution(
-                receiver,
-                source,
-                Outcome::Skipped,
-                None,
-                None,
-                "receiver is disabled".into(),
-            );
+            let execution =
+                new_execution(receiver, source, Outcome::Skipped, None, None, "receiver is disabled".into());
             self.store.record_execution(&execution).await?;
-            Report {
-                execution,
-                retry: false,
-            }
+            Report { execution, retry: false }
         } else {
             match &receiver.config {
-                DriverConfig::ScaleService(config) => {
-                    self.scale_service(receiver, config, source).await?
-                }
+                DriverConfig::ScaleService(config) => self.scale_service(receiver, config, source).await?,
             }
         };
         self.metrics
@@ -113,9 +90,7 @@ impl Engine {
             .inc();
         self.metrics
             .trigger_latency
-            .get_or_create(&DriverLabels {
-                driver: driver.to_owned(),
-            })
+            .get_or_create(&DriverLabels { driver: driver.to_owned() })
             .observe(started.elapsed().as_secs_f64());
         Ok(report)
     }
@@ -133,12 +108,8 @@ impl Engine {
         let lock = self.locks.get(backend.name(), &config.service);
         let _serialized = lock.lock().await;
         let (outcome, from, to, reason, retry) = match self.step(backend.as_ref(), config).await {
-            Ok(ScaleDecision::Scale { from, to, reason }) => {
-                (Outcome::Scaled, Some(from), Some(to), reason, false)
-            }
-            Ok(ScaleDecision::Unchanged { at, reason }) => {
-                (Outcome::Unchanged, Some(at), Some(at), reason, false)
-            }
+            Ok(ScaleDecision::Scale { from, to, reason }) => (Outcome::Scaled, Some(from), Some(to), reason, false),
+            Ok(ScaleDecision::Unchanged { at, reason }) => (Outcome::Unchanged, Some(at), Some(at), reason, false),
             Err(e) => {
                 let retry = matches!(e, BackendError::Unavailable(_) | BackendError::Conflict);
                 (Outcome::Failed, None, None, e.to_string(), retry)
@@ -150,28 +121,15 @@ impl Engine {
     }
 
     /// Read, decide, write; on a lost race, read again.
-    async fn step(
-        &self,
-        backend: &dyn Backend,
-        config: &ScaleServiceConfig,
-    ) -> Result<ScaleDecision, BackendError> {
+    async fn step(&self, backend: &dyn Backend, config: &ScaleServiceConfig) -> Result<ScaleDecision, BackendError> {
         let mut conflicts = 0;
         loop {
-            let state = self
-                .timed(backend, "read_scale", backend.read_scale(&config.service))
-                .await?;
+            let state = self.timed(backend, "read_scale", backend.read_scale(&config.service)).await?;
             let decision = config.decide(state.scale);
             let ScaleDecision::Scale { to, .. } = &decision else {
                 return Ok(decision);
             };
-            match self
-                .timed(
-                    backend,
-                    "write_scale",
-                    backend.write_scale(&config.service, state, *to),
-                )
-                .await
-            {
+            match self.timed(backend, "write_scale", backend.write_scale(&config.service, state, *to)).await {
                 Ok(()) => return Ok(decision),
                 Err(BackendError::Conflict) if conflicts < CONFLICT_RETRIES => conflicts += 1,
                 Err(e) => return Err(e),
@@ -185,16 +143,10 @@ impl Engine {
         operation: &str,
         call: impl std::future::Future<Output = Result<T, BackendError>>,
     ) -> Result<T, BackendError> {
-        let labels = BackendOpLabels {
-            backend: backend.name().to_owned(),
-            operation: operation.to_owned(),
-        };
+        let labels = BackendOpLabels { backend: backend.name().to_owned(), operation: operation.to_owned() };
         let started = Instant::now();
         let result = call.await;
-        self.metrics
-            .backend_latency
-            .get_or_create(&labels)
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.backend_latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
         if result.is_err() {
             self.metrics.backend_errors.get_or_create(&labels).inc();
         }

@@ -39,9 +39,7 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
     // 0.25 ms .. ~8 s
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-        0.00025, 2.0, 16,
-    ))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00025, 2.0, 16))
 }
 
 pub struct Metrics {
@@ -59,20 +57,15 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("hookd");
         let triggers = Family::<TriggerLabels, Counter>::default();
-        registry.register(
-            "triggers",
-            "Triggers handled, by driver and outcome",
-            triggers.clone(),
-        );
+        registry.register("triggers", "Triggers handled, by driver and outcome", triggers.clone());
         let rejected = Family::<RejectLabels, Counter>::default();
         registry.register(
             "triggers_rejected",
             "Trigger requests refused before any action, by error code",
             rejected.clone(),
         );
-        let trigger_latency = HistogramFamily::<DriverLabels>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
+        let trigger_latency =
+            HistogramFamily::<DriverLabels>::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(
             "trigger_duration_seconds",
             "Time to handle a trigger, from request to recorded decision",
@@ -85,25 +78,12 @@ impl Default for Metrics {
             desired_scale.clone(),
         );
         let running_replicas = Family::<ServiceLabels, Gauge>::default();
-        registry.register(
-            "service_running_replicas",
-            "Replicas of each service running now",
-            running_replicas.clone(),
-        );
-        let backend_latency = HistogramFamily::<BackendOpLabels>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        registry.register(
-            "backend_call_duration_seconds",
-            "Latency of calls to backends",
-            backend_latency.clone(),
-        );
+        registry.register("service_running_replicas", "Replicas of each service running now", running_replicas.clone());
+        let backend_latency =
+            HistogramFamily::<BackendOpLabels>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register("backend_call_duration_seconds", "Latency of calls to backends", backend_latency.clone());
         let backend_errors = Family::<BackendOpLabels, Counter>::default();
-        registry.register(
-            "backend_call_errors",
-            "Failed calls to backends",
-            backend_errors.clone(),
-        );
+        registry.register("backend_call_errors", "Failed calls to backends", backend_errors.clone());
         Self {
             registry,
             triggers,
@@ -125,10 +105,6 @@ impl Metrics {
     }
 
     pub fn reject(&self, code: &str) {
-        self.rejected
-            .get_or_create(&RejectLabels {
-                code: code.to_owned(),
-            })
-            .inc();
+        self.rejected.get_or_create(&RejectLabels { code: code.to_owned() }).inc();
     }
 }

@@ -66,10 +66,7 @@ impl TriggerKeys {
         Some(Self {
             signing_kid: newest.kid.clone(),
             signing: EncodingKey::from_secret(&newest.secret),
-            verifying: live
-                .iter()
-                .map(|k| (k.kid.clone(), DecodingKey::from_secret(&k.secret)))
-                .collect(),
+            verifying: live.iter().map(|k| (k.kid.clone(), DecodingKey::from_secret(&k.secret))).collect(),
             validation,
         })
     }
@@ -100,18 +97,13 @@ impl TriggerKeys {
 
     pub fn verify(&self, token: &str) -> Result<TriggerClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        let key = header
-            .kid
-            .as_deref()
-            .and_then(|kid| self.verifying.get(kid))
-            .ok_or(TokenError::UnknownKey)?;
-        let data = jsonwebtoken::decode::<WireClaims>(token, key, &self.validation).map_err(
-            |e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature
-                | jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::BadSignature,
-                _ => TokenError::Malformed,
-            },
-        )?;
+        let key = header.kid.as_deref().and_then(|kid| self.verifying.get(kid)).ok_or(TokenError::UnknownKey)?;
+        let data = jsonwebtoken::decode::<WireClaims>(token, key, &self.validation).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature | jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
+                TokenError::BadSignature
+            }
+            _ => TokenError::Malformed,
+        })?;
         let c = data.claims;
         Ok(TriggerClaims {
             receiver: ReceiverId::parse(&c.sub).ok_or(TokenError::BadClaims)?,
@@ -127,12 +119,7 @@ pub fn new_signing_key() -> SigningKey {
     rand::thread_rng().fill_bytes(&mut secret);
     let mut kid = [0u8; 4];
     rand::thread_rng().fill_bytes(&mut kid);
-    SigningKey {
-        kid: hex::encode(kid),
-        secret,
-        created: now_millis(),
-        retired: None,
-    }
+    SigningKey { kid: hex::encode(kid), secret, created: now_millis(), retired: None }
 }
 
 #[cfg(test)]
@@ -174,10 +161,7 @@ mod tests {
         forged.secret = vec![7; 32];
         let good = TriggerKeys::from_keys(&[key]).unwrap();
         let bad = TriggerKeys::from_keys(&[forged]).unwrap();
-        assert_eq!(
-            good.verify(&bad.sign(&claims())),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(good.verify(&bad.sign(&claims())), Err(TokenError::BadSignature));
     }
 
     #[test]
@@ -186,17 +170,13 @@ mod tests {
         let keys = TriggerKeys::from_keys(std::slice::from_ref(&key)).unwrap();
         let token = keys.sign(&claims());
         let mut parts: Vec<&str> = token.split('.').collect();
-        let none_header =
-            b64(format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, key.kid).as_bytes());
+        let none_header = b64(format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, key.kid).as_bytes());
         parts[0] = &none_header;
         assert!(keys.verify(&format!("{}.{}.", parts[0], parts[1])).is_err());
-        let other_claims = b64(br#"{"sub":"00000000000000000000000000000000","prj":"default","drv":"scaleService","gen":3,"iat":0}"#);
-        let altered = format!(
-            "{}.{}.{}",
-            token.split('.').next().unwrap(),
-            other_claims,
-            token.split('.').nth(2).unwrap()
-        );
+        let other_claims =
+            b64(br#"{"sub":"00000000000000000000000000000000","prj":"default","drv":"scaleService","gen":3,"iat":0}"#);
+        let altered =
+            format!("{}.{}.{}", token.split('.').next().unwrap(), other_claims, token.split('.').nth(2).unwrap());
         assert_eq!(keys.verify(&altered), Err(TokenError::BadSignature));
         assert_eq!(keys.verify("garbage"), Err(TokenError::Malformed));
     }
@@ -209,10 +189,7 @@ mod tests {
         let both = TriggerKeys::from_keys(&[old.clone(), new.clone()]).unwrap();
         let old_only = TriggerKeys::from_keys(std::slice::from_ref(&old)).unwrap();
         let old_token = old_only.sign(&claims());
-        assert!(
-            both.verify(&old_token).is_ok(),
-            "old URLs keep working until the key is retired"
-        );
+        assert!(both.verify(&old_token).is_ok(), "old URLs keep working until the key is retired");
         assert_eq!(both.signing_kid, new.kid);
         let mut retired = old;
         retired.retired = Some(1);

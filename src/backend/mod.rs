@@ -63,12 +63,7 @@ pub trait Backend: Send + Sync + 'static {
     }
     async fn read_scale(&self, id: &ServiceId) -> Result<ScaleState, BackendError>;
     /// Sets the desired scale if it is still at `expected`; `Conflict` otherwise.
-    async fn write_scale(
-        &self,
-        id: &ServiceId,
-        expected: ScaleState,
-        scale: u32,
-    ) -> Result<(), BackendError>;
+    async fn write_scale(&self, id: &ServiceId, expected: ScaleState, scale: u32) -> Result<(), BackendError>;
     /// Stops whatever the backend runs in-process (the local supervisor's children).
     async fn shutdown(&self);
 }
@@ -94,12 +89,7 @@ impl Backends {
         let by_project = config
             .projects
             .iter()
-            .map(|p| {
-                Ok((
-                    ProjectName::parse(&p.name)?,
-                    by_name[p.backend.as_str()].clone(),
-                ))
-            })
+            .map(|p| Ok((ProjectName::parse(&p.name)?, by_name[p.backend.as_str()].clone())))
             .collect::<anyhow::Result<_>>()?;
         Ok(Self { all, by_project })
     }

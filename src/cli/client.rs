@@ -90,20 +90,34 @@ pub struct ReceiverFields {
 }
 
 impl ReceiverFields {
+    /// The body for an update: the stored receiver's config with the given fields laid over it,
+    /// so `--amount 2` alone changes only the amount.
+    fn merged_over(&self, current: &Value) -> anyhow::Result<Value> {
+        let mut body = self.body()?;
+        let driver = current["driver"].as_str().unwrap_or_default();
+        let key = format!("{driver}Config");
+        if let Some(Value::Object(stored)) = current.get(&key) {
+            let mut config = stored.clone();
+            if let Some(Value::Object(given)) = body.get(&key) {
+                config.extend(given.clone());
+            }
+            body[key.as_str()] = Value::Object(config);
+        }
+        Ok(body)
+    }
+
     fn body(&self) -> anyhow::Result<Value> {
         let mut body = match &self.file {
             Some(path) if path.as_os_str() == "-" => {
                 serde_json::from_reader(std::io::stdin()).context("reading JSON from stdin")?
             }
-            Some(path) => serde_json::from_slice(
-                &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-            )
-            .with_context(|| format!("{} is not JSON", path.display()))?,
+            Some(path) => {
+                serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+                    .with_context(|| format!("{} is not JSON", path.display()))?
+            }
             None => json!({}),
         };
-        let Value::Object(object) = &mut body else {
-            bail!("the JSON body must be an object")
-        };
+        let Value::Object(object) = &mut body else { bail!("the JSON body must be an object") };
         if let Some(name) = &self.name {
             object.insert("name".into(), json!(name));
         }
@@ -177,27 +191,13 @@ impl Api {
         }
     }
 
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<Value> {
-        let token = self
-            .token
-            .as_deref()
-            .context("set HOOKD_TOKEN (or --token) to an API token")?;
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let token = self.token.as_deref().context("set HOOKD_TOKEN (or --token) to an API token")?;
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("could not reach hookd at {}", self.base))?;
+        let response = request.send().await.with_context(|| format!("could not reach hookd at {}", self.base))?;
         answer(response).await
     }
 }
@@ -205,28 +205,19 @@ impl Api {
 async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
     let status = response.status();
     let text = response.text().await?;
-    let value: Value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
+    let value: Value =
+        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
     if status.is_success() {
         return Ok(value);
     }
-    match (
-        value.get("message").and_then(Value::as_str),
-        value.get("code").and_then(Value::as_str),
-    ) {
+    match (value.get("message").and_then(Value::as_str), value.get("code").and_then(Value::as_str)) {
         (Some(message), Some(code)) => bail!("{message} ({code}, HTTP {})", status.as_u16()),
         _ => bail!("HTTP {status}: {value}"),
     }
 }
 
 fn print_json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("serializable")
-    );
+    println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -246,11 +237,7 @@ fn print_receiver(r: &Value) {
 pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
     use reqwest::Method;
     match cmd {
-        ReceiversCommand::List {
-            client,
-            project,
-            json,
-        } => {
+        ReceiversCommand::List { client, project, json } => {
             let api = Api::new(&client);
             let mut all = Vec::new();
             let mut path = format!("/v1-webhooks/receivers?projectId={project}");
@@ -278,65 +265,38 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
             }
         }
         ReceiversCommand::Get { client, id, json } => {
-            let r = Api::new(&client)
-                .call(Method::GET, &format!("/v1-webhooks/receivers/{id}"), None)
-                .await?;
+            let r = Api::new(&client).call(Method::GET, &format!("/v1-webhooks/receivers/{id}"), None).await?;
             if json {
                 print_json(&r)
             } else {
                 print_receiver(&r)
             }
         }
-        ReceiversCommand::Create {
-            client,
-            project,
-            fields,
-        } => {
+        ReceiversCommand::Create { client, project, fields } => {
             let r = Api::new(&client)
-                .call(
-                    Method::POST,
-                    &format!("/v1-webhooks/receivers?projectId={project}"),
-                    Some(&fields.body()?),
-                )
+                .call(Method::POST, &format!("/v1-webhooks/receivers?projectId={project}"), Some(&fields.body()?))
                 .await?;
             print_receiver(&r);
         }
         ReceiversCommand::Update { client, id, fields } => {
-            let r = Api::new(&client)
-                .call(
-                    Method::PUT,
-                    &format!("/v1-webhooks/receivers/{id}"),
-                    Some(&fields.body()?),
-                )
-                .await?;
+            let api = Api::new(&client);
+            let path = format!("/v1-webhooks/receivers/{id}");
+            let current = api.call(Method::GET, &path, None).await?;
+            let r = api.call(Method::PUT, &path, Some(&fields.merged_over(&current)?)).await?;
             print_receiver(&r);
         }
         ReceiversCommand::Clone { client, id, name } => {
             let api = Api::new(&client);
-            let original = api
-                .call(Method::GET, &format!("/v1-webhooks/receivers/{id}"), None)
-                .await?;
+            let original = api.call(Method::GET, &format!("/v1-webhooks/receivers/{id}"), None).await?;
             let driver = str_of(&original, "driver");
             let config_key = format!("{driver}Config");
             let body = json!({ "name": name, "driver": driver, config_key.as_str(): original[config_key.as_str()] });
             let project = str_of(&original, "projectId");
-            let r = api
-                .call(
-                    Method::POST,
-                    &format!("/v1-webhooks/receivers?projectId={project}"),
-                    Some(&body),
-                )
-                .await?;
+            let r = api.call(Method::POST, &format!("/v1-webhooks/receivers?projectId={project}"), Some(&body)).await?;
             print_receiver(&r);
         }
         ReceiversCommand::Delete { client, id } => {
-            Api::new(&client)
-                .call(
-                    Method::DELETE,
-                    &format!("/v1-webhooks/receivers/{id}"),
-                    None,
-                )
-                .await?;
+            Api::new(&client).call(Method::DELETE, &format!("/v1-webhooks/receivers/{id}"), None).await?;
             println!("deleted receiver {id}");
         }
     }
@@ -348,11 +308,7 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
         args.target.clone()
     } else {
         let r = Api::new(&args.client)
-            .call(
-                reqwest::Method::GET,
-                &format!("/v1-webhooks/receivers/{}", args.target),
-                None,
-            )
+            .call(reqwest::Method::GET, &format!("/v1-webhooks/receivers/{}", args.target), None)
             .await?;
         let url = str_of(&r, "url");
         if url.is_empty() {
@@ -369,20 +325,13 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
         } else {
             std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
         };
-        request = request
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
+        request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
     }
     // The URL holds the token: never echo it in errors.
-    let response = request
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("could not reach the trigger URL: {}", e.without_url()))?;
+    let response =
+        request.send().await.map_err(|e| anyhow::anyhow!("could not reach the trigger URL: {}", e.without_url()))?;
     let value = answer(response).await?;
-    let range = match (
-        value.get("from").and_then(Value::as_u64),
-        value.get("to").and_then(Value::as_u64),
-    ) {
+    let range = match (value.get("from").and_then(Value::as_u64), value.get("to").and_then(Value::as_u64)) {
         (Some(from), Some(to)) => format!(" {from} -> {to}"),
         _ => String::new(),
     };
@@ -397,22 +346,14 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
 }
 
 pub async fn executions(args: ExecutionsArgs) -> anyhow::Result<()> {
-    let path = format!(
-        "/v1-webhooks/receivers/{}/executions?limit={}",
-        args.receiver, args.limit
-    );
-    let page = Api::new(&args.client)
-        .call(reqwest::Method::GET, &path, None)
-        .await?;
+    let path = format!("/v1-webhooks/receivers/{}/executions?limit={}", args.receiver, args.limit);
+    let page = Api::new(&args.client).call(reqwest::Method::GET, &path, None).await?;
     let data = page["data"].as_array().cloned().unwrap_or_default();
     if args.json {
         print_json(&Value::Array(data));
         return Ok(());
     }
-    println!(
-        "{:<24}  {:<9}  {:<9}  {:<40}  SOURCE",
-        "TIME", "OUTCOME", "SCALE", "REASON"
-    );
+    println!("{:<24}  {:<9}  {:<9}  {:<40}  SOURCE", "TIME", "OUTCOME", "SCALE", "REASON");
     for e in &data {
         let scale = match (e["from"].as_u64(), e["to"].as_u64()) {
             (Some(f), Some(t)) => format!("{f} -> {t}"),
@@ -432,18 +373,13 @@ pub async fn executions(args: ExecutionsArgs) -> anyhow::Result<()> {
 
 pub async fn services(args: ServicesArgs) -> anyhow::Result<()> {
     let path = format!("/v1-webhooks/services?projectId={}", args.project);
-    let page = Api::new(&args.client)
-        .call(reqwest::Method::GET, &path, None)
-        .await?;
+    let page = Api::new(&args.client).call(reqwest::Method::GET, &path, None).await?;
     let data = page["data"].as_array().cloned().unwrap_or_default();
     if args.json {
         print_json(&Value::Array(data));
         return Ok(());
     }
-    println!(
-        "{:<24}  {:>5}  {:>7}  {:<28}  LAST ERROR",
-        "SERVICE", "SCALE", "RUNNING", "IMAGE"
-    );
+    println!("{:<24}  {:>5}  {:>7}  {:<28}  LAST ERROR", "SERVICE", "SCALE", "RUNNING", "IMAGE");
     for s in &data {
         println!(
             "{:<24}  {:>5}  {:>7}  {:<28}  {}",

@@ -25,8 +25,7 @@ pub struct DemoArgs {
 }
 
 fn demo_config(args: &DemoArgs, data_dir: PathBuf) -> anyhow::Result<Config> {
-    let worker =
-        std::env::current_exe().context("locating the hookd binary for the sample service")?;
+    let worker = std::env::current_exe().context("locating the hookd binary for the sample service")?;
     let mut config = Config {
         listen: args.listen,
         data_dir,
@@ -53,24 +52,11 @@ fn demo_config(args: &DemoArgs, data_dir: PathBuf) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-async fn create(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    body: Value,
-) -> anyhow::Result<Value> {
-    let response = http
-        .post(format!("{base}/v1-webhooks/receivers"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await?;
+async fn create(http: &reqwest::Client, base: &str, token: &str, body: Value) -> anyhow::Result<Value> {
+    let response = http.post(format!("{base}/v1-webhooks/receivers")).bearer_auth(token).json(&body).send().await?;
     let status = response.status();
     let value: Value = response.json().await?;
-    anyhow::ensure!(
-        status.is_success(),
-        "creating a demo receiver failed: {value}"
-    );
+    anyhow::ensure!(status.is_success(), "creating a demo receiver failed: {value}");
     Ok(value)
 }
 
@@ -83,9 +69,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config = demo_config(&args, data_dir.clone())?;
     let token = config.admin_token.clone().expect("set above");
     init_logging(LogFormat::Text);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let app = App::build(config, listener).await?;
     let addr = app.local_addr();
     let server = tokio::spawn(app.run(shutdown_signal()));

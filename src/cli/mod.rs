@@ -43,11 +43,7 @@ enum Command {
 #[derive(Args, Clone)]
 pub struct ClientArgs {
     /// Base URL of the hookd API.
-    #[arg(
-        long = "url",
-        env = "HOOKD_URL",
-        default_value = "http://127.0.0.1:8085"
-    )]
+    #[arg(long = "url", env = "HOOKD_URL", default_value = "http://127.0.0.1:8085")]
     pub url: String,
     /// API token (printed by hookd at its first start).
     #[arg(long = "token", env = "HOOKD_TOKEN", hide_env_values = true)]
@@ -56,10 +52,7 @@ pub struct ClientArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,

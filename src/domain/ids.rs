@@ -39,22 +39,13 @@ uuid_id!(ApiTokenId, "an API token");
 /// so it can be shown in logs, tables and the UI without surprises.
 fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), ValidationError> {
     if value.trim().is_empty() {
-        return Err(ValidationError::new(
-            field,
-            format!("{field} must not be empty"),
-        ));
+        return Err(ValidationError::new(field, format!("{field} must not be empty")));
     }
     if value.chars().count() > max {
-        return Err(ValidationError::new(
-            field,
-            format!("{field} must be at most {max} characters"),
-        ));
+        return Err(ValidationError::new(field, format!("{field} must be at most {max} characters")));
     }
     if value.chars().any(char::is_control) {
-        return Err(ValidationError::new(
-            field,
-            format!("{field} must not contain control characters"),
-        ));
+        return Err(ValidationError::new(field, format!("{field} must not contain control characters")));
     }
     Ok(())
 }
@@ -85,12 +76,7 @@ macro_rules! text_newtype {
     };
 }
 
-text_newtype!(
-    ReceiverName,
-    "name",
-    128,
-    "A receiver's name, unique within its project."
-);
+text_newtype!(ReceiverName, "name", 128, "A receiver's name, unique within its project.");
 text_newtype!(
     ServiceId,
     "serviceId",
@@ -106,16 +92,11 @@ impl ProjectName {
     pub fn parse(value: &str) -> Result<Self, ValidationError> {
         let ok = !value.is_empty()
             && value.len() <= 63
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if ok {
             Ok(Self(value.to_owned()))
         } else {
-            Err(ValidationError::new(
-                "projectId",
-                "project names are 1 to 63 characters of a-z, 0-9, '-' and '_'",
-            ))
+            Err(ValidationError::new("projectId", "project names are 1 to 63 characters of a-z, 0-9, '-' and '_'"))
         }
     }
 

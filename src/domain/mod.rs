@@ -21,10 +21,7 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            message: message.into(),
-        }
+        Self { field, message: message.into() }
     }
 }
 
@@ -113,12 +110,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [
-        Outcome::Scaled,
-        Outcome::Unchanged,
-        Outcome::Skipped,
-        Outcome::Failed,
-    ];
+    pub const ALL: [Outcome; 4] = [Outcome::Scaled, Outcome::Unchanged, Outcome::Skipped, Outcome::Failed];
 
     pub fn as_str(self) -> &'static str {
         match self {

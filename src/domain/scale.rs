@@ -50,17 +50,11 @@ impl ScaleServiceConfig {
         max: u32,
     ) -> Result<Self, ValidationError> {
         if amount < 1 {
-            return Err(ValidationError::new(
-                "scaleServiceConfig.amount",
-                "amount must be at least 1",
-            ));
+            return Err(ValidationError::new("scaleServiceConfig.amount", "amount must be at least 1"));
         }
         // Scale 0 is refused so that a hook fired too often can't take a service away.
         if min < 1 {
-            return Err(ValidationError::new(
-                "scaleServiceConfig.min",
-                "min must be at least 1",
-            ));
+            return Err(ValidationError::new("scaleServiceConfig.min", "min must be at least 1"));
         }
         if max <= min {
             return Err(ValidationError::new(
@@ -69,18 +63,9 @@ impl ScaleServiceConfig {
             ));
         }
         if max > MAX_SCALE {
-            return Err(ValidationError::new(
-                "scaleServiceConfig.max",
-                format!("max must be at most {MAX_SCALE}"),
-            ));
+            return Err(ValidationError::new("scaleServiceConfig.max", format!("max must be at most {MAX_SCALE}")));
         }
-        Ok(Self {
-            service,
-            action,
-            amount,
-            min,
-            max,
-        })
+        Ok(Self { service, action, amount, min, max })
     }
 
     pub fn describe(&self) -> String {
@@ -106,10 +91,7 @@ impl ScaleServiceConfig {
                     };
                 }
                 let wanted = current.saturating_add(self.amount);
-                (
-                    wanted.min(self.max),
-                    (wanted > self.max).then(|| format!(" (clamped to max {})", self.max)),
-                )
+                (wanted.min(self.max), (wanted > self.max).then(|| format!(" (clamped to max {})", self.max)))
             }
             ScaleAction::Down => {
                 if current <= self.min {
@@ -119,10 +101,7 @@ impl ScaleServiceConfig {
                     };
                 }
                 let wanted = current.saturating_sub(self.amount);
-                (
-                    wanted.max(self.min),
-                    (wanted < self.min).then(|| format!(" (clamped to min {})", self.min)),
-                )
+                (wanted.max(self.min), (wanted < self.min).then(|| format!(" (clamped to min {})", self.min)))
             }
         };
         ScaleDecision::Scale {
@@ -163,14 +142,8 @@ mod tests {
     fn steps_and_clamps_to_bounds() {
         assert_eq!(target(config(ScaleAction::Up, 1, 1, 10).decide(2)), Some(3));
         // The brief's example: scale 9, amount 2, max 10 -> 10.
-        assert_eq!(
-            target(config(ScaleAction::Up, 2, 1, 10).decide(9)),
-            Some(10)
-        );
-        assert_eq!(
-            target(config(ScaleAction::Down, 3, 2, 10).decide(4)),
-            Some(2)
-        );
+        assert_eq!(target(config(ScaleAction::Up, 2, 1, 10).decide(9)), Some(10));
+        assert_eq!(target(config(ScaleAction::Down, 3, 2, 10).decide(4)), Some(2));
         assert_eq!(target(config(ScaleAction::Down, 1, 1, 10).decide(0)), None);
     }
 
@@ -179,8 +152,7 @@ mod tests {
         assert_eq!(target(config(ScaleAction::Up, 1, 1, 10).decide(10)), None);
         assert_eq!(target(config(ScaleAction::Up, 1, 1, 10).decide(12)), None);
         assert_eq!(target(config(ScaleAction::Down, 1, 1, 10).decide(1)), None);
-        let ScaleDecision::Unchanged { reason, .. } = config(ScaleAction::Up, 1, 1, 10).decide(10)
-        else {
+        let ScaleDecision::Unchanged { reason, .. } = config(ScaleAction::Up, 1, 1, 10).decide(10) else {
             panic!("expected unchanged")
         };
         assert!(reason.contains("max scale 10"), "{reason}");

@@ -11,9 +11,7 @@ use axum::{
 };
 use serde_json::{json, Map, Value};
 
-use crate::{
-    backend::BackendError, domain::ValidationError, engine::EngineError, store::StoreError,
-};
+use crate::{backend::BackendError, domain::ValidationError, engine::EngineError, store::StoreError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -29,14 +27,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            field: None,
-            retry_after: None,
-            extra: Map::new(),
-        }
+        Self { status, code, message: message.into(), field: None, retry_after: None, extra: Map::new() }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -99,16 +90,11 @@ impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
         match e {
             BackendError::ServiceNotFound(_) => {
-                ApiError::bad_request("unknown_service", e.to_string())
-                    .with_field("scaleServiceConfig.serviceId")
+                ApiError::bad_request("unknown_service", e.to_string()).with_field("scaleServiceConfig.serviceId")
             }
-            BackendError::Refused(message) => {
-                ApiError::bad_request("service_not_scalable", message)
-            }
+            BackendError::Refused(message) => ApiError::bad_request("service_not_scalable", message),
             BackendError::Conflict => ApiError::unavailable("backend_conflict", e.to_string(), 1),
-            BackendError::Unavailable(message) => {
-                ApiError::unavailable("backend_unavailable", message, 10)
-            }
+            BackendError::Unavailable(message) => ApiError::unavailable("backend_unavailable", message, 10),
         }
     }
 }
@@ -119,11 +105,7 @@ impl From<EngineError> for ApiError {
             // Nothing was acknowledged; a retry is safe and wanted.
             EngineError::Store(cause) => {
                 tracing::error!(error = %cause, "could not record an execution");
-                ApiError::unavailable(
-                    "store_unavailable",
-                    "hookd could not record the execution; retry later",
-                    5,
-                )
+                ApiError::unavailable("store_unavailable", "hookd could not record the execution; retry later", 5)
             }
             EngineError::NoBackend(_) => ApiError::internal(e),
         }

@@ -16,12 +16,12 @@ use crate::auth::{hash_token, Caller};
 /// over-limit bodies get 413; syntax and type errors get 400 naming the offending path.
 pub struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
         check_json_content_type(req.headers())?;
-        let bytes = read_body(req.into_body()).await?;
+        let bytes = read_body(req.into_body(), state.max_body_bytes).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -30,14 +30,7 @@ pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
-    let mime = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let mime = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
         Ok(())
     } else {
@@ -49,9 +42,9 @@ pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Reads a whole body under the router's size limit.
-pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, usize::MAX).await.map_err(|e| {
+/// Reads a whole body, refusing more than `limit` bytes.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
             .any(|e| e.is::<http_body_util::LengthLimitError>());
         if too_large {
@@ -68,10 +61,7 @@ pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "missing_body",
-            "a JSON body is required",
-        ));
+        return Err(ApiError::bad_request("missing_body", "a JSON body is required"));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -79,15 +69,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = e.into_inner();
         match inner.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                ApiError::bad_request(
-                    "invalid_json",
-                    format!("the body is not valid JSON: {inner}"),
-                )
+                ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {inner}"))
             }
-            _ if path == "." => ApiError::bad_request(
-                "invalid_body",
-                format!("the body does not have the expected shape: {inner}"),
-            ),
+            _ if path == "." => {
+                ApiError::bad_request("invalid_body", format!("the body does not have the expected shape: {inner}"))
+            }
             _ => ApiError::bad_request("invalid_body", format!("{path}: {inner}")).with_field(path),
         }
     })
@@ -102,27 +88,16 @@ pub fn parse_query<T: DeserializeOwned>(query: Option<&str>) -> Result<T, ApiErr
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, ApiError> {
-        let token = bearer_token(&parts.headers).ok_or_else(|| {
-            ApiError::unauthorized(
-                "this API needs an API token: send Authorization: Bearer <token>",
-            )
-        })?;
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let token = bearer_token(&parts.headers)
+            .ok_or_else(|| ApiError::unauthorized("this API needs an API token: send Authorization: Bearer <token>"))?;
         let found = state.store.api_token_by_hash(&hash_token(token)).await?;
-        found
-            .map(|token| Caller { token })
-            .ok_or_else(|| ApiError::unauthorized("the API token is not valid"))
+        found.map(|token| Caller { token }).ok_or_else(|| ApiError::unauthorized("the API token is not valid"))
     }
 }

@@ -14,7 +14,7 @@ mod wire;
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    extract::{DefaultBodyLimit, Request},
+    extract::Request,
     http::{HeaderMap, HeaderName, StatusCode},
     routing::{get, post},
     Router,
@@ -46,6 +46,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Configured base of trigger URLs; `None` means "from the request's Host".
     pub public_url: Option<String>,
+    /// Largest request body read, in bytes.
+    pub max_body_bytes: usize,
 }
 
 impl AppState {
@@ -57,11 +59,7 @@ impl AppState {
         let host = headers
             .get(axum::http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .filter(|h| {
-                !h.is_empty()
-                    && h.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-            })
+            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)))
             .unwrap_or("localhost:8085");
         format!("http://{host}")
     }
@@ -76,17 +74,12 @@ impl AppState {
             Some(p) => ProjectName::parse(p)?,
             None => ProjectName::default_project(),
         };
-        let backend = self.backends.for_project(&project).ok_or_else(|| {
-            ApiError::not_found(
-                "project_not_found",
-                format!("there is no project {project}"),
-            )
-        })?;
+        let backend = self
+            .backends
+            .for_project(&project)
+            .ok_or_else(|| ApiError::not_found("project_not_found", format!("there is no project {project}")))?;
         if !caller.can_read(&project) {
-            return Err(ApiError::forbidden(
-                "forbidden",
-                format!("this API token has no access to project {project}"),
-            ));
+            return Err(ApiError::forbidden("forbidden", format!("this API token has no access to project {project}")));
         }
         Ok((project, backend))
     }
@@ -94,31 +87,19 @@ impl AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/v1-webhooks", get(ops::api_root))
         .route("/v1-webhooks/schemas", get(schemas::list))
         .route("/v1-webhooks/schemas/{id}", get(schemas::get))
-        .route(
-            "/v1-webhooks/receivers",
-            get(receivers::list).post(receivers::create),
-        )
+        .route("/v1-webhooks/receivers", get(receivers::list).post(receivers::create))
         .route(
             "/v1-webhooks/receivers/{id}",
-            get(receivers::get)
-                .put(receivers::update)
-                .delete(receivers::delete)
-                .post(receivers::action),
+            get(receivers::get).put(receivers::update).delete(receivers::delete).post(receivers::action),
         )
-        .route(
-            "/v1-webhooks/receivers/{id}/executions",
-            get(receivers::executions),
-        )
+        .route("/v1-webhooks/receivers/{id}/executions", get(receivers::executions))
         .route("/v1-webhooks/services", get(ops::services))
-        .route(
-            "/v1-webhooks/endpoint",
-            post(trigger::trigger).get(trigger::get_not_allowed),
-        )
+        .route("/v1-webhooks/endpoint", post(trigger::trigger).get(trigger::get_not_allowed))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -141,7 +122,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .on_request(())
         .on_response(DefaultOnResponse::new().level(Level::DEBUG).latency_unit(tower_http::LatencyUnit::Micros));
 
-    api.layer(DefaultBodyLimit::max(max_body_bytes)).layer(
+    api.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(trace)

@@ -27,8 +27,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         Ok(()) => Json(json!({ "status": "ready" })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "store not ready");
-            ApiError::unavailable("store_unavailable", "the store does not answer", 5)
-                .into_response()
+            ApiError::unavailable("store_unavailable", "the store does not answer", 5).into_response()
         }
     }
 }
@@ -45,25 +44,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
                 backend: backend.name().to_owned(),
                 service: s.id.to_string(),
             };
-            state
-                .metrics
-                .desired_scale
-                .get_or_create(&labels)
-                .set(i64::from(s.desired));
-            state
-                .metrics
-                .running_replicas
-                .get_or_create(&labels)
-                .set(i64::from(s.running));
+            state.metrics.desired_scale.get_or_create(&labels).set(i64::from(s.desired));
+            state.metrics.running_replicas.get_or_create(&labels).set(i64::from(s.running));
         }
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
         .into_response()
 }
 
@@ -105,12 +90,6 @@ pub async fn services(
         .map(|s| serde_json::to_value(ServiceOut::new(s, backend.name())).expect("serializable"))
         .collect();
     let limit = data.len() as u32;
-    let self_link = format!(
-        "{}/v1-webhooks/services?projectId={project}",
-        state.base_url(&headers)
-    );
-    Ok((
-        StatusCode::OK,
-        Json(collection("service", self_link, data, limit, None)),
-    ))
+    let self_link = format!("{}/v1-webhooks/services?projectId={project}", state.base_url(&headers));
+    Ok((StatusCode::OK, Json(collection("service", self_link, data, limit, None))))
 }

@@ -48,10 +48,7 @@ struct ActionQuery {
 
 fn limit(requested: Option<u32>) -> Result<u32, ApiError> {
     match requested.unwrap_or(DEFAULT_LIMIT) {
-        0 => Err(ApiError::bad_request(
-            "invalid_query",
-            "limit must be at least 1",
-        )),
+        0 => Err(ApiError::bad_request("invalid_query", "limit must be at least 1")),
         n => Ok(n.min(MAX_LIMIT)),
     }
 }
@@ -72,14 +69,8 @@ fn render(state: &AppState, caller: &Caller, base: &str, r: &Receiver) -> serde_
 }
 
 /// Loads a receiver the caller may read; anything else looks like "not found".
-async fn load(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-    project: Option<&str>,
-) -> Result<Receiver, ApiError> {
-    let not_found =
-        || ApiError::not_found("receiver_not_found", format!("there is no receiver {id}"));
+async fn load(state: &AppState, caller: &Caller, id: &str, project: Option<&str>) -> Result<Receiver, ApiError> {
+    let not_found = || ApiError::not_found("receiver_not_found", format!("there is no receiver {id}"));
     let id = ReceiverId::parse(id).ok_or_else(not_found)?;
     let receiver = state.store.receiver(id).await?.ok_or_else(not_found)?;
     let project_matches = project.is_none_or(|p| p == receiver.project.as_str());
@@ -93,30 +84,20 @@ fn require_manage(caller: &Caller, r: &Receiver) -> Result<(), ApiError> {
     if caller.can_manage(&r.project) {
         Ok(())
     } else {
-        Err(ApiError::forbidden(
-            "forbidden",
-            "this API token may only read receivers",
-        ))
+        Err(ApiError::forbidden("forbidden", "this API token may only read receivers"))
     }
 }
 
 /// Builds the driver config a body asks for, checked against the backend.
-async fn driver_config(
-    backend: &dyn Backend,
-    driver: Driver,
-    body: &mut ReceiverIn,
-) -> Result<DriverConfig, ApiError> {
+async fn driver_config(backend: &dyn Backend, driver: Driver, body: &mut ReceiverIn) -> Result<DriverConfig, ApiError> {
     match driver {
         Driver::ScaleService => {
             let config = body
                 .scale_service_config
                 .take()
                 .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "missing_field",
-                        "a scaleService receiver needs scaleServiceConfig",
-                    )
-                    .with_field("scaleServiceConfig")
+                    ApiError::bad_request("missing_field", "a scaleService receiver needs scaleServiceConfig")
+                        .with_field("scaleServiceConfig")
                 })?
                 .into_domain()?;
             backend.check_scalable(&config.service).await?;
@@ -128,14 +109,8 @@ async fn driver_config(
 fn parse_driver(name: &str) -> Result<Driver, ApiError> {
     Driver::parse(name).ok_or_else(|| {
         let known: Vec<&str> = Driver::ALL.iter().map(|d| d.as_str()).collect();
-        ApiError::bad_request(
-            "unknown_driver",
-            format!(
-                "unknown driver {name:?}; known drivers: {}",
-                known.join(", ")
-            ),
-        )
-        .with_field("driver")
+        ApiError::bad_request("unknown_driver", format!("unknown driver {name:?}; known drivers: {}", known.join(", ")))
+            .with_field("driver")
     })
 }
 
@@ -149,25 +124,19 @@ pub async fn list(
     let (project, _) = state.project(&caller, query.project_id.as_deref())?;
     let limit = limit(query.limit)?;
     let after = match query.marker.as_deref() {
-        Some(m) => Some(ReceiverId::parse(m).ok_or_else(|| {
-            ApiError::bad_request("invalid_query", "marker is not a receiver id")
-        })?),
+        Some(m) => Some(
+            ReceiverId::parse(m)
+                .ok_or_else(|| ApiError::bad_request("invalid_query", "marker is not a receiver id"))?,
+        ),
         None => None,
     };
     let receivers = state.store.list_receivers(&project, limit, after).await?;
     let base = state.base_url(&headers);
     let self_link = format!("{base}/v1-webhooks/receivers?projectId={project}");
     let next = (receivers.len() == limit as usize)
-        .then(|| {
-            receivers
-                .last()
-                .map(|r| format!("{self_link}&limit={limit}&marker={}", r.id))
-        })
+        .then(|| receivers.last().map(|r| format!("{self_link}&limit={limit}&marker={}", r.id)))
         .flatten();
-    let data = receivers
-        .iter()
-        .map(|r| render(&state, &caller, &base, r))
-        .collect();
+    let data = receivers.iter().map(|r| render(&state, &caller, &base, r)).collect();
     Ok(Json(collection("receiver", self_link, data, limit, next)))
 }
 
@@ -181,21 +150,15 @@ pub async fn create(
     let query: ProjectQuery = parse_query(q.as_deref())?;
     let (project, backend) = state.project(&caller, query.project_id.as_deref())?;
     if !caller.can_manage(&project) {
-        return Err(ApiError::forbidden(
-            "forbidden",
-            "this API token may not create receivers",
-        ));
+        return Err(ApiError::forbidden("forbidden", "this API token may not create receivers"));
     }
-    let name = body.name.as_deref().ok_or_else(|| {
-        ApiError::bad_request("missing_field", "name is required").with_field("name")
-    })?;
+    let name = body
+        .name
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("missing_field", "name is required").with_field("name"))?;
     let name = ReceiverName::parse(name)?;
     let driver = body.driver.as_deref().ok_or_else(|| {
-        ApiError::bad_request(
-            "missing_field",
-            "driver is required (for example \"scaleService\")",
-        )
-        .with_field("driver")
+        ApiError::bad_request("missing_field", "driver is required (for example \"scaleService\")").with_field("driver")
     })?;
     let driver = parse_driver(driver)?;
     let config = driver_config(backend.as_ref(), driver, &mut body).await?;
@@ -214,11 +177,7 @@ pub async fn create(
     tracing::info!(receiver = %receiver.id, project = %receiver.project, "created receiver");
     let base = state.base_url(&headers);
     let location = format!("{base}/v1-webhooks/receivers/{}", receiver.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(render(&state, &caller, &base, &receiver)),
-    )
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(render(&state, &caller, &base, &receiver)))
         .into_response())
 }
 
@@ -231,12 +190,7 @@ pub async fn get(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let query: ProjectQuery = parse_query(q.as_deref())?;
     let receiver = load(&state, &caller, &id, query.project_id.as_deref()).await?;
-    Ok(Json(render(
-        &state,
-        &caller,
-        &state.base_url(&headers),
-        &receiver,
-    )))
+    Ok(Json(render(&state, &caller, &state.base_url(&headers), &receiver)))
 }
 
 pub async fn update(
@@ -272,12 +226,7 @@ pub async fn update(
     }
     receiver.updated = now_millis();
     state.store.update_receiver(&receiver).await?;
-    Ok(Json(render(
-        &state,
-        &caller,
-        &state.base_url(&headers),
-        &receiver,
-    )))
+    Ok(Json(render(&state, &caller, &state.base_url(&headers), &receiver)))
 }
 
 pub async fn delete(
@@ -312,21 +261,13 @@ pub async fn action(
         other => {
             return Err(ApiError::bad_request(
                 "unknown_action",
-                format!(
-                    "unknown action {:?}; use ?action=enable, disable or regenerateUrl",
-                    other.unwrap_or("")
-                ),
+                format!("unknown action {:?}; use ?action=enable, disable or regenerateUrl", other.unwrap_or("")),
             ))
         }
     }
     receiver.updated = now_millis();
     state.store.update_receiver(&receiver).await?;
-    Ok(Json(render(
-        &state,
-        &caller,
-        &state.base_url(&headers),
-        &receiver,
-    )))
+    Ok(Json(render(&state, &caller, &state.base_url(&headers), &receiver)))
 }
 
 pub async fn executions(
@@ -340,29 +281,17 @@ pub async fn executions(
     let receiver = load(&state, &caller, &id, query.project_id.as_deref()).await?;
     let limit = limit(query.limit)?;
     let before = match query.marker.as_deref() {
-        Some(m) => Some(ExecutionId::parse(m).ok_or_else(|| {
-            ApiError::bad_request("invalid_query", "marker is not an execution id")
-        })?),
+        Some(m) => Some(
+            ExecutionId::parse(m)
+                .ok_or_else(|| ApiError::bad_request("invalid_query", "marker is not an execution id"))?,
+        ),
         None => None,
     };
-    let list = state
-        .store
-        .list_executions(receiver.id, limit, before)
-        .await?;
-    let self_link = format!(
-        "{}/v1-webhooks/receivers/{}/executions",
-        state.base_url(&headers),
-        receiver.id
-    );
+    let list = state.store.list_executions(receiver.id, limit, before).await?;
+    let self_link = format!("{}/v1-webhooks/receivers/{}/executions", state.base_url(&headers), receiver.id);
     let next = (list.len() == limit as usize)
-        .then(|| {
-            list.last()
-                .map(|e| format!("{self_link}?limit={limit}&marker={}", e.id))
-        })
+        .then(|| list.last().map(|e| format!("{self_link}?limit={limit}&marker={}", e.id)))
         .flatten();
-    let data = list
-        .iter()
-        .map(|e| serde_json::to_value(ExecutionOut::from(e)).expect("serializable"))
-        .collect();
+    let data = list.iter().map(|e| serde_json::to_value(ExecutionOut::from(e)).expect("serializable")).collect();
     Ok(Json(collection("execution", self_link, data, limit, next)))
 }

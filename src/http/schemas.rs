@@ -109,13 +109,7 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Jso
     let base = state.base_url(&headers);
     let data = schemas(&base);
     let limit = data.len() as u32;
-    Json(collection(
-        "schema",
-        format!("{base}/v1-webhooks/schemas"),
-        data,
-        limit,
-        None,
-    ))
+    Json(collection("schema", format!("{base}/v1-webhooks/schemas"), data, limit, None))
 }
 
 pub async fn get(
@@ -127,7 +121,5 @@ pub async fn get(
         .into_iter()
         .find(|s| s["id"] == id.as_str())
         .map(Json)
-        .ok_or_else(|| {
-            ApiError::not_found("schema_not_found", format!("there is no schema {id:?}"))
-        })
+        .ok_or_else(|| ApiError::not_found("schema_not_found", format!("there is no schema {id:?}")))
 }

@@ -60,37 +60,27 @@ pub async fn trigger(
     let token = query.token.as_deref().or_else(|| bearer_token(&parts.headers)).ok_or_else(|| {
         reject(
             &state,
-            ApiError::unauthorized("a trigger needs its token: POST to the receiver's trigger URL (…/endpoint?token=…)"),
+            ApiError::unauthorized(
+                "a trigger needs its token: POST to the receiver's trigger URL (…/endpoint?token=…)",
+            ),
         )
     })?;
-    let claims = state.keys.verify(token).map_err(|_| {
-        reject(
-            &state,
-            ApiError::forbidden("invalid_token", "the trigger token is not valid"),
-        )
-    })?;
-    let _body = read_body(body).await.map_err(|e| reject(&state, e))?;
+    let claims = state
+        .keys
+        .verify(token)
+        .map_err(|_| reject(&state, ApiError::forbidden("invalid_token", "the trigger token is not valid")))?;
+    let _body = read_body(body, state.max_body_bytes).await.map_err(|e| reject(&state, e))?;
     let revoked = || {
         reject(
             &state,
-            ApiError::forbidden(
-                "receiver_revoked",
-                "this trigger URL has been revoked or its receiver deleted",
-            ),
+            ApiError::forbidden("receiver_revoked", "this trigger URL has been revoked or its receiver deleted"),
         )
     };
-    let receiver = state
-        .store
-        .receiver(claims.receiver)
-        .await?
-        .ok_or_else(revoked)?;
+    let receiver = state.store.receiver(claims.receiver).await?.ok_or_else(revoked)?;
     if receiver.token_generation != claims.generation || receiver.project != claims.project {
         return Err(revoked());
     }
-    let report = state
-        .engine
-        .trigger(&receiver, source(peer, &parts.headers))
-        .await?;
+    let report = state.engine.trigger(&receiver, source(peer, &parts.headers)).await?;
     let answer = TriggerOut::from(&report.execution);
     if report.execution.outcome != Outcome::Failed {
         return Ok(Json(answer).into_response());
@@ -101,8 +91,7 @@ pub async fn trigger(
     } else {
         ApiError::new(StatusCode::CONFLICT, "action_failed", message)
     };
-    if let serde_json::Value::Object(fields) = serde_json::to_value(&answer).expect("serializable")
-    {
+    if let serde_json::Value::Object(fields) = serde_json::to_value(&answer).expect("serializable") {
         error.extra = fields;
     }
     Err(error)
@@ -116,8 +105,6 @@ pub async fn get_not_allowed() -> Response {
         "trigger URLs must be called with POST, for example: curl -X POST '<trigger URL>'",
     )
     .into_response();
-    response
-        .headers_mut()
-        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
     response
 }

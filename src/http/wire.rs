@@ -8,9 +8,7 @@ use serde_json::Value;
 use super::error::ApiError;
 use crate::{
     backend::ServiceInfo,
-    domain::{
-        DriverConfig, Execution, Millis, Receiver, ScaleAction, ScaleServiceConfig, ServiceId,
-    },
+    domain::{DriverConfig, Execution, Millis, Receiver, ScaleAction, ScaleServiceConfig, ServiceId},
 };
 
 /// Rancher's schema defaults for `min` and `max`.
@@ -69,11 +67,8 @@ impl ScaleServiceConfigIn {
             e
         })?;
         let action = self.action.ok_or_else(|| {
-            ApiError::bad_request(
-                "missing_field",
-                "scaleServiceConfig.action is required (\"up\" or \"down\")",
-            )
-            .with_field("scaleServiceConfig.action")
+            ApiError::bad_request("missing_field", "scaleServiceConfig.action is required (\"up\" or \"down\")")
+                .with_field("scaleServiceConfig.action")
         })?;
         Ok(ScaleServiceConfig::new(
             service,
@@ -86,9 +81,7 @@ impl ScaleServiceConfigIn {
 }
 
 pub fn rfc3339(ms: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// A receiver resource, as Rancher's webhook-service shaped it, plus hookd's additions.
@@ -221,13 +214,7 @@ impl ServiceOut {
 }
 
 /// A Rancher-style collection with marker pagination.
-pub fn collection(
-    resource_type: &str,
-    self_link: String,
-    data: Vec<Value>,
-    limit: u32,
-    next: Option<String>,
-) -> Value {
+pub fn collection(resource_type: &str, self_link: String, data: Vec<Value>, limit: u32, next: Option<String>) -> Value {
     let mut links = serde_json::json!({ "self": self_link });
     if let Some(next) = &next {
         links["next"] = Value::String(next.clone());

@@ -12,9 +12,7 @@ use async_trait::async_trait;
 
 pub use sqlite::SqliteStore;
 
-use crate::domain::{
-    ApiTokenId, Execution, ExecutionId, Millis, ProjectName, Receiver, ReceiverId,
-};
+use crate::domain::{ApiTokenId, Execution, ExecutionId, Millis, ProjectName, Receiver, ReceiverId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -54,9 +52,7 @@ impl Role {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Role::Owner, Role::Member, Role::ReadOnly]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        [Role::Owner, Role::Member, Role::ReadOnly].into_iter().find(|r| r.as_str() == s)
     }
 }
 
@@ -84,10 +80,7 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .field("retired", &self.retired)
-            .finish_non_exhaustive()
+        f.debug_struct("SigningKey").field("kid", &self.kid).field("retired", &self.retired).finish_non_exhaustive()
     }
 }
 

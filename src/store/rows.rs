@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{StoreError, StoreResult};
 use crate::domain::{
-    Driver, DriverConfig, Execution, ExecutionId, Millis, Outcome, ProjectName, Receiver,
-    ReceiverId, ReceiverName, ScaleAction, ScaleServiceConfig, ServiceId,
+    Driver, DriverConfig, Execution, ExecutionId, Millis, Outcome, ProjectName, Receiver, ReceiverId, ReceiverName,
+    ScaleAction, ScaleServiceConfig, ServiceId,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -43,8 +43,7 @@ pub fn config_from_json(driver: &str, json: &str) -> StoreResult<DriverConfig> {
             let s: StoredScaleService = serde_json::from_str(json).map_err(corrupt)?;
             let service = ServiceId::parse(&s.service).map_err(corrupt)?;
             let action = ScaleAction::parse(&s.action).map_err(corrupt)?;
-            let config = ScaleServiceConfig::new(service, action, s.amount, s.min, s.max)
-                .map_err(corrupt)?;
+            let config = ScaleServiceConfig::new(service, action, s.amount, s.min, s.max).map_err(corrupt)?;
             Ok(DriverConfig::ScaleService(config))
         }
         None => Err(corrupt(format!("unknown driver {driver:?}"))),
@@ -67,8 +66,7 @@ pub struct ReceiverRow {
 impl ReceiverRow {
     pub fn into_domain(self) -> StoreResult<Receiver> {
         Ok(Receiver {
-            id: ReceiverId::parse(&self.id)
-                .ok_or_else(|| corrupt(format!("receiver id {:?}", self.id)))?,
+            id: ReceiverId::parse(&self.id).ok_or_else(|| corrupt(format!("receiver id {:?}", self.id)))?,
             project: ProjectName::parse(&self.project).map_err(corrupt)?,
             name: ReceiverName::parse(&self.name).map_err(corrupt)?,
             config: config_from_json(&self.driver, &self.config)?,
@@ -96,14 +94,11 @@ impl ExecutionRow {
     pub fn into_domain(self) -> StoreResult<Execution> {
         let scale = |v: Option<i64>| v.map(u32::try_from).transpose().map_err(corrupt);
         Ok(Execution {
-            id: ExecutionId::parse(&self.id)
-                .ok_or_else(|| corrupt(format!("execution id {:?}", self.id)))?,
-            receiver: ReceiverId::parse(&self.receiver_id)
-                .ok_or_else(|| corrupt("execution receiver id"))?,
+            id: ExecutionId::parse(&self.id).ok_or_else(|| corrupt(format!("execution id {:?}", self.id)))?,
+            receiver: ReceiverId::parse(&self.receiver_id).ok_or_else(|| corrupt("execution receiver id"))?,
             at: self.at,
             source: self.source,
-            outcome: Outcome::parse(&self.outcome)
-                .ok_or_else(|| corrupt(format!("outcome {:?}", self.outcome)))?,
+            outcome: Outcome::parse(&self.outcome).ok_or_else(|| corrupt(format!("outcome {:?}", self.outcome)))?,
             from: scale(self.scale_from)?,
             to: scale(self.scale_to)?,
             reason: self.reason,

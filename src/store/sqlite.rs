@@ -9,10 +9,7 @@ use std::{collections::HashMap, str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use sqlx::{
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-        SqliteSynchronous,
-    },
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
     ConnectOptions, Connection, Row, SqliteConnection,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -28,11 +25,7 @@ const MAX_BATCH: usize = 1024;
 
 enum WriteOp {
     Execution(Execution),
-    LocalScale {
-        backend: String,
-        service: String,
-        scale: u32,
-    },
+    LocalScale { backend: String, service: String, scale: u32 },
 }
 
 enum WriterMsg {
@@ -59,10 +52,7 @@ impl SqliteStore {
                 std::fs::create_dir_all(parent)?;
             }
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.clone())
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let conn = options.connect().await?;
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
@@ -72,10 +62,7 @@ impl SqliteStore {
 
     async fn write(&self, op: WriteOp) -> StoreResult<()> {
         let (ack, done) = oneshot::channel();
-        self.writer
-            .send(WriterMsg::Write(op, ack))
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
+        self.writer.send(WriterMsg::Write(op, ack)).await.map_err(|_| StoreError::WriterGone)?;
         done.await.map_err(|_| StoreError::WriterGone)?
     }
 }
@@ -150,11 +137,7 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[&WriteOp]) -> StoreResult
                 .execute(&mut *tx)
                 .await?;
             }
-            WriteOp::LocalScale {
-                backend,
-                service,
-                scale,
-            } => {
+            WriteOp::LocalScale { backend, service, scale } => {
                 sqlx::query(
                     "INSERT INTO local_scales (backend, service, scale) VALUES (?, ?, ?) \
                      ON CONFLICT (backend, service) DO UPDATE SET scale = excluded.scale",
@@ -217,55 +200,43 @@ fn token_row(row: SqliteRow) -> StoreResult<ApiToken> {
         name: row.try_get("name")?,
         hash: row.try_get("hash")?,
         role: Role::parse(&role).ok_or_else(|| corrupt("role"))?,
-        project: project
-            .map(|p| ProjectName::parse(&p))
-            .transpose()
-            .map_err(|_| corrupt("project"))?,
+        project: project.map(|p| ProjectName::parse(&p)).transpose().map_err(|_| corrupt("project"))?,
         created: row.try_get("created")?,
     })
 }
 
-const RECEIVER_COLUMNS: &str =
-    "id, project, name, driver, config, enabled, token_generation, created, updated";
+const RECEIVER_COLUMNS: &str = "id, project, name, driver, config, enabled, token_generation, created, updated";
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_receiver(&self, r: &Receiver) -> StoreResult<()> {
-        sqlx::query(&format!(
-            "INSERT INTO receivers ({RECEIVER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(r.id.to_string())
-        .bind(r.project.as_str())
-        .bind(r.name.as_str())
-        .bind(r.config.driver().as_str())
-        .bind(config_to_json(&r.config))
-        .bind(r.enabled)
-        .bind(i64::from(r.token_generation))
-        .bind(r.created)
-        .bind(r.updated)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
-            unique_violation(e, || {
-                format!(
-                    "a receiver named {:?} already exists in project {}",
-                    r.name.as_str(),
-                    r.project
-                )
-            })
-        })?;
+        sqlx::query(&format!("INSERT INTO receivers ({RECEIVER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+            .bind(r.id.to_string())
+            .bind(r.project.as_str())
+            .bind(r.name.as_str())
+            .bind(r.config.driver().as_str())
+            .bind(config_to_json(&r.config))
+            .bind(r.enabled)
+            .bind(i64::from(r.token_generation))
+            .bind(r.created)
+            .bind(r.updated)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                unique_violation(e, || {
+                    format!("a receiver named {:?} already exists in project {}", r.name.as_str(), r.project)
+                })
+            })?;
         Ok(())
     }
 
     async fn receiver(&self, id: ReceiverId) -> StoreResult<Option<Receiver>> {
-        sqlx::query(&format!(
-            "SELECT {RECEIVER_COLUMNS} FROM receivers WHERE id = ?"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .map(receiver_row)
-        .transpose()
+        sqlx::query(&format!("SELECT {RECEIVER_COLUMNS} FROM receivers WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(receiver_row)
+            .transpose()
     }
 
     async fn list_receivers(
@@ -300,7 +271,11 @@ impl Store for SqliteStore {
         .bind(r.id.to_string())
         .execute(&self.pool)
         .await
-        .map_err(|e| unique_violation(e, || format!("a receiver named {:?} already exists in project {}", r.name.as_str(), r.project)))?;
+        .map_err(|e| {
+            unique_violation(e, || {
+                format!("a receiver named {:?} already exists in project {}", r.name.as_str(), r.project)
+            })
+        })?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -309,14 +284,8 @@ impl Store for SqliteStore {
 
     async fn delete_receiver(&self, id: ReceiverId) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM receivers WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM executions WHERE receiver_id = ?")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let done = sqlx::query("DELETE FROM receivers WHERE id = ?").bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM executions WHERE receiver_id = ?").bind(id.to_string()).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
@@ -332,9 +301,7 @@ impl Store for SqliteStore {
         before: Option<ExecutionId>,
     ) -> StoreResult<Vec<Execution>> {
         // Hex UUIDv7 strings sort in creation order; "g" sorts after every hex string.
-        let before = before
-            .map(|b| b.to_string())
-            .unwrap_or_else(|| "g".to_owned());
+        let before = before.map(|b| b.to_string()).unwrap_or_else(|| "g".to_owned());
         sqlx::query(
             "SELECT id, receiver_id, at, source, outcome, scale_from, scale_to, reason FROM executions \
              WHERE receiver_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
@@ -358,17 +325,15 @@ impl Store for SqliteStore {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
-        let rows =
-            sqlx::query("SELECT kid, secret, created, retired FROM signing_keys ORDER BY created")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query("SELECT kid, secret, created, retired FROM signing_keys ORDER BY created")
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter()
             .map(|row| {
                 let secret: String = row.try_get("secret")?;
                 Ok(SigningKey {
                     kid: row.try_get("kid")?,
-                    secret: hex::decode(secret)
-                        .map_err(|_| StoreError::Corrupt("signing key secret".into()))?,
+                    secret: hex::decode(secret).map_err(|_| StoreError::Corrupt("signing key secret".into()))?,
                     created: row.try_get("created")?,
                     retired: row.try_get("retired")?,
                 })
@@ -377,13 +342,15 @@ impl Store for SqliteStore {
     }
 
     async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<()> {
-        sqlx::query("INSERT INTO signing_keys (kid, secret, created, retired) VALUES (?, ?, ?, ?) ON CONFLICT (kid) DO NOTHING")
-            .bind(&key.kid)
-            .bind(hex::encode(&key.secret))
-            .bind(key.created)
-            .bind(key.retired)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, secret, created, retired) VALUES (?, ?, ?, ?) ON CONFLICT (kid) DO NOTHING",
+        )
+        .bind(&key.kid)
+        .bind(hex::encode(&key.secret))
+        .bind(key.created)
+        .bind(key.retired)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -411,9 +378,7 @@ impl Store for SqliteStore {
     }
 
     async fn count_api_tokens(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens")
-            .fetch_one(&self.pool)
-            .await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens").fetch_one(&self.pool).await?;
         Ok(n as u64)
     }
 
@@ -434,12 +399,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_local_scale(&self, backend: &str, service: &str, scale: u32) -> StoreResult<()> {
-        self.write(WriteOp::LocalScale {
-            backend: backend.to_owned(),
-            service: service.to_owned(),
-            scale,
-        })
-        .await
+        self.write(WriteOp::LocalScale { backend: backend.to_owned(), service: service.to_owned(), scale }).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -1,1 +1,11 @@
-fn main() {}
+//! hookd's one integration test binary: the real server on port 0, driven over HTTP.
+
+mod bad_input;
+mod cli;
+mod concurrency;
+mod helpers;
+mod local_backend;
+mod ops;
+mod receivers;
+mod store_contract;
+mod trigger;

@@ -49,39 +49,18 @@ impl LocalBackend {
             let id = ServiceId::parse(&s.name)?;
             let desired = persisted.get(&s.name).copied().unwrap_or(s.scale);
             let spec = Arc::new(ServiceSpec::from_config(s));
-            let shared = Arc::new(std::sync::Mutex::new(SharedState {
-                desired,
-                ..SharedState::default()
-            }));
+            let shared = Arc::new(std::sync::Mutex::new(SharedState { desired, ..SharedState::default() }));
             let (tx, rx) = watch::channel(desired);
-            let supervisor =
-                Supervisor::new(spec.clone(), shared.clone(), rx, grace, shutdown.clone());
+            let supervisor = Supervisor::new(spec.clone(), shared.clone(), rx, grace, shutdown.clone());
             tasks.push(tokio::spawn(supervisor.run()));
-            services.insert(
-                id.clone(),
-                LocalService {
-                    spec,
-                    shared,
-                    desired: tx,
-                    write_lock: Default::default(),
-                },
-            );
+            services.insert(id.clone(), LocalService { spec, shared, desired: tx, write_lock: Default::default() });
             order.push(id);
         }
-        Ok(Self {
-            name: config.name.clone(),
-            services,
-            order,
-            store,
-            shutdown,
-            tasks: std::sync::Mutex::new(tasks),
-        })
+        Ok(Self { name: config.name.clone(), services, order, store, shutdown, tasks: std::sync::Mutex::new(tasks) })
     }
 
     fn get(&self, id: &ServiceId) -> Result<&LocalService, BackendError> {
-        self.services
-            .get(id)
-            .ok_or_else(|| BackendError::ServiceNotFound(id.clone()))
+        self.services.get(id).ok_or_else(|| BackendError::ServiceNotFound(id.clone()))
     }
 
     fn info(&self, id: &ServiceId, service: &LocalService) -> ServiceInfo {
@@ -108,11 +87,7 @@ impl Backend for LocalBackend {
     }
 
     async fn list_services(&self) -> Result<Vec<ServiceInfo>, BackendError> {
-        Ok(self
-            .order
-            .iter()
-            .map(|id| self.info(id, &self.services[id]))
-            .collect())
+        Ok(self.order.iter().map(|id| self.info(id, &self.services[id])).collect())
     }
 
     async fn service(&self, id: &ServiceId) -> Result<ServiceInfo, BackendError> {
@@ -121,18 +96,10 @@ impl Backend for LocalBackend {
 
     async fn read_scale(&self, id: &ServiceId) -> Result<ScaleState, BackendError> {
         let shared = self.get(id)?.shared.lock().expect("supervisor state lock");
-        Ok(ScaleState {
-            scale: shared.desired,
-            version: shared.version,
-        })
+        Ok(ScaleState { scale: shared.desired, version: shared.version })
     }
 
-    async fn write_scale(
-        &self,
-        id: &ServiceId,
-        expected: ScaleState,
-        scale: u32,
-    ) -> Result<(), BackendError> {
+    async fn write_scale(&self, id: &ServiceId, expected: ScaleState, scale: u32) -> Result<(), BackendError> {
         let service = self.get(id)?;
         if scale > MAX_LOCAL_SCALE {
             return Err(BackendError::Refused(format!(
@@ -140,21 +107,13 @@ impl Backend for LocalBackend {
             )));
         }
         let _guard = service.write_lock.lock().await;
-        if service
-            .shared
-            .lock()
-            .expect("supervisor state lock")
-            .version
-            != expected.version
-        {
+        if service.shared.lock().expect("supervisor state lock").version != expected.version {
             return Err(BackendError::Conflict);
         }
         self.store
             .set_local_scale(&self.name, id.as_str(), scale)
             .await
-            .map_err(|e| {
-                BackendError::Unavailable(format!("could not persist the desired scale: {e}"))
-            })?;
+            .map_err(|e| BackendError::Unavailable(format!("could not persist the desired scale: {e}")))?;
         {
             let mut shared = service.shared.lock().expect("supervisor state lock");
             shared.desired = scale;

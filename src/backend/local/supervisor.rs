@@ -137,11 +137,7 @@ impl Supervisor {
     /// Converges on the desired scale; returns when the next backed-off restart is due.
     fn reconcile(&mut self) -> Option<Instant> {
         let desired = *self.desired.borrow();
-        let extra: Vec<u32> = self
-            .replicas
-            .range(desired + 1..)
-            .map(|(&n, _)| n)
-            .collect();
+        let extra: Vec<u32> = self.replicas.range(desired + 1..).map(|(&n, _)| n).collect();
         for n in extra.into_iter().rev() {
             let replica = self.replicas.remove(&n).expect("listed above");
             self.terminate(n, replica.pid);
@@ -192,13 +188,7 @@ impl Supervisor {
             Ok(mut child) => {
                 let pid = child.id().expect("a just-spawned child has a pid") as i32;
                 tracing::info!(service = %spec.name, replica, pid, "started process");
-                self.replicas.insert(
-                    replica,
-                    Replica {
-                        pid,
-                        started: Instant::now(),
-                    },
-                );
+                self.replicas.insert(replica, Replica { pid, started: Instant::now() });
                 let events = self.events_tx.clone();
                 tokio::spawn(async move {
                     let status = match child.wait().await {
@@ -211,10 +201,7 @@ impl Supervisor {
             Err(e) => {
                 let message = format!("could not start {:?}: {e}", spec.command);
                 tracing::warn!(service = %spec.name, replica, error = %e, "could not start process");
-                self.shared
-                    .lock()
-                    .expect("supervisor state lock")
-                    .last_error = Some(message);
+                self.shared.lock().expect("supervisor state lock").last_error = Some(message);
                 self.schedule_restart(replica, Duration::ZERO);
             }
         }
@@ -225,16 +212,8 @@ impl Supervisor {
             Some(b) if ran < HEALTHY_RUN => b.failures + 1,
             _ => 0,
         };
-        let delay = FIRST_BACKOFF
-            .saturating_mul(1 << failures.min(16))
-            .min(MAX_BACKOFF);
-        self.backoff.insert(
-            replica,
-            Backoff {
-                failures,
-                next_start: Instant::now() + delay,
-            },
-        );
+        let delay = FIRST_BACKOFF.saturating_mul(1 << failures.min(16)).min(MAX_BACKOFF);
+        self.backoff.insert(replica, Backoff { failures, next_start: Instant::now() + delay });
     }
 
     fn handle(&mut self, event: Event) {
@@ -249,10 +228,7 @@ impl Supervisor {
                 let replica = self.replicas.remove(&n).expect("found above");
                 let message = format!("replica {n} (pid {pid}) exited: {status}");
                 tracing::warn!(service = %self.spec.name, replica = n, pid, %status, "process exited; restarting");
-                self.shared
-                    .lock()
-                    .expect("supervisor state lock")
-                    .last_error = Some(message);
+                self.shared.lock().expect("supervisor state lock").last_error = Some(message);
                 self.schedule_restart(n, replica.started.elapsed());
             }
             Event::GraceExpired { pid } => {

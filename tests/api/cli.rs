@@ -1,0 +1,89 @@
+//! The `hookd` client commands against a running server.
+
+use tokio::process::Command;
+
+use crate::helpers::{spawn_app, TestApp};
+
+async fn hookd(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .args(args)
+        .env("HOOKD_URL", &app.base)
+        .env("HOOKD_TOKEN", &app.token)
+        .output()
+        .await
+        .expect("hookd runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn field<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).map(str::trim).unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receivers_trigger_and_executions_from_the_command_line() {
+    let app = spawn_app().await;
+    let (ok, out, err) =
+        hookd(&app, &["receivers", "create", "--name", "web-up", "--service", "web", "--action", "up", "--max", "4"])
+            .await;
+    assert!(ok, "{err}");
+    let id = field(&out, "id").to_owned();
+    assert_eq!(field(&out, "detail"), "Scale up web by 1, between 1 and 4");
+    let url = field(&out, "url").to_owned();
+
+    let (ok, out, _) = hookd(&app, &["receivers", "list"]).await;
+    assert!(ok);
+    assert!(out.contains("web-up") && out.contains(&id), "{out}");
+
+    let (ok, out, err) = hookd(&app, &["trigger", &url]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("scaled 1 -> 2"), "{out}");
+    let (ok, out, err) = hookd(&app, &["trigger", &id]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("scaled 2 -> 3"), "{out}");
+
+    let (ok, out, _) = hookd(&app, &["executions", &id]).await;
+    assert!(ok);
+    assert_eq!(out.lines().filter(|l| l.contains("scaled")).count(), 2, "{out}");
+
+    let (ok, out, err) = hookd(&app, &["receivers", "update", &id, "--amount", "2"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(field(&out, "detail"), "Scale up web by 2, between 1 and 4");
+    assert_eq!(field(&out, "url"), url, "an update keeps the URL");
+
+    let (ok, out, err) = hookd(&app, &["receivers", "clone", &id, "--name", "web-up-copy"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(field(&out, "detail"), "Scale up web by 2, between 1 and 4");
+    assert_ne!(field(&out, "url"), url);
+
+    let (ok, out, _) = hookd(&app, &["services"]).await;
+    assert!(ok);
+    assert!(out.lines().any(|l| l.starts_with("web") && l.split_whitespace().nth(1) == Some("3")), "{out}");
+
+    let (ok, _, err) = hookd(
+        &app,
+        &["receivers", "create", "--name", "bad", "--service", "web", "--action", "up", "--min", "5", "--max", "2"],
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("max (2) must be greater than min (5)") && err.contains("invalid_value"), "{err}");
+
+    let (ok, out, _) = hookd(&app, &["receivers", "delete", &id]).await;
+    assert!(ok, "{out}");
+    let (ok, _, err) = hookd(&app, &["trigger", &url]).await;
+    assert!(!ok);
+    assert!(err.contains("revoked") && !err.contains("token="), "errors never echo the URL's token: {err}");
+}
+
+#[tokio::test]
+async fn help_reads_well() {
+    let output = Command::new(env!("CARGO_BIN_EXE_hookd")).arg("--help").output().await.unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for command in ["serve", "demo", "receivers", "trigger", "executions", "services"] {
+        assert!(help.contains(command), "{help}");
+    }
+    assert!(!help.contains("sample-worker"), "internal commands stay hidden");
+}

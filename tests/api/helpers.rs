@@ -1,0 +1,217 @@
+//! `spawn_app`: the real hookd on 127.0.0.1:0 with its own data directory, driven over HTTP.
+
+use std::{future::Future, path::Path, time::Duration};
+
+use hookd::{
+    auth::generate_token,
+    config::{BackendConfig, BackendKind, Config, LocalServiceConfig},
+    server::App,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+pub struct TestApp {
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+    /// Every process this app's local services start carries this in its environment.
+    pub marker: String,
+    pub config: Config,
+    _data_dir: Option<tempfile::TempDir>,
+    server: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+}
+
+/// A local service running `sleep`, tagged with `marker` so tests can count its processes.
+pub fn sleep_service(name: &str, scale: u32, marker: &str) -> LocalServiceConfig {
+    LocalServiceConfig {
+        name: name.into(),
+        command: "sleep".into(),
+        args: vec!["100000".into()],
+        env: [("HOOKD_TEST_MARKER".to_owned(), format!("{marker}/{name}"))].into(),
+        labels: [("app".to_owned(), name.to_owned())].into(),
+        image: format!("example/{name}:1.0"),
+        scale,
+        workdir: None,
+    }
+}
+
+pub fn test_config(data_dir: &Path, marker: &str) -> Config {
+    let mut config = Config {
+        data_dir: data_dir.to_owned(),
+        backends: vec![BackendConfig {
+            name: "local".into(),
+            kind: BackendKind::Local,
+            stop_grace_seconds: 2,
+            services: vec![sleep_service("web", 1, marker), sleep_service("api", 1, marker)],
+        }],
+        ..Config::default()
+    };
+    config.admin_token = Some(generate_token());
+    config.finish().expect("the test config is valid");
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("a temporary directory");
+    let marker = uuid::Uuid::now_v7().simple().to_string();
+    let mut config = test_config(data_dir.path(), &marker);
+    customize(&mut config);
+    config.finish().expect("the customized config is valid");
+    let mut app = TestApp {
+        base: String::new(),
+        token: config.admin_token.as_ref().expect("set").expose().to_owned(),
+        http: reqwest::Client::new(),
+        marker,
+        config,
+        _data_dir: Some(data_dir),
+        server: None,
+    };
+    app.start().await;
+    app
+}
+
+impl TestApp {
+    async fn start(&mut self) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let app = App::build(self.config.clone(), listener).await.expect("hookd builds");
+        self.base = format!("http://{}", app.local_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run(async {
+            let _ = stopped.await;
+        }));
+        self.server = Some((stop, handle));
+    }
+
+    /// Stops hookd gracefully (its processes too) and starts it again on the same data.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start().await;
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some((stop, handle)) = self.server.take() {
+            let _ = stop.send(());
+            handle.await.expect("server task").expect("server ran cleanly");
+        }
+    }
+
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn create_receiver(&self, body: Value) -> (StatusCode, Value) {
+        self.request(Method::POST, "/v1-webhooks/receivers", Some(body)).await
+    }
+
+    /// Creates a scaleService receiver and returns its resource, asserting success.
+    pub async fn scale_receiver(
+        &self,
+        name: &str,
+        service: &str,
+        action: &str,
+        amount: u32,
+        min: u32,
+        max: u32,
+    ) -> Value {
+        let (status, body) = self
+            .create_receiver(json!({"name": name, "driver": "scaleService",
+                "scaleServiceConfig": {"serviceId": service, "action": action, "amount": amount, "min": min, "max": max}}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    pub async fn trigger(&self, url: &str) -> (StatusCode, Value) {
+        read(self.http.post(url).send().await.expect("trigger sent")).await
+    }
+
+    pub async fn executions(&self, receiver: &Value) -> Vec<Value> {
+        let id = receiver["id"].as_str().expect("receiver id");
+        let (status, body) = self.get(&format!("/v1-webhooks/receivers/{id}/executions?limit=1000")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["data"].as_array().expect("data").clone()
+    }
+
+    pub async fn desired_scale(&self, service: &str) -> u64 {
+        let (_, body) = self.get("/v1-webhooks/services").await;
+        body["data"].as_array().expect("data").iter().find(|s| s["id"] == service).expect("service listed")["scale"]
+            .as_u64()
+            .expect("scale")
+    }
+
+    /// Live processes of a local service, counted from /proc, not from hookd's own view.
+    pub fn live_processes(&self, service: &str) -> usize {
+        live_pids_with_env(&format!("HOOKD_TEST_MARKER={}/{service}", self.marker)).len()
+    }
+
+    pub fn live_pids(&self, service: &str) -> Vec<i32> {
+        live_pids_with_env(&format!("HOOKD_TEST_MARKER={}/{service}", self.marker))
+    }
+
+    /// Waits until `service` has exactly `n` live processes.
+    pub async fn wait_for_processes(&self, service: &str, n: usize) {
+        let ok = eventually(Duration::from_secs(15), || async { self.live_processes(service) == n }).await;
+        assert!(ok, "expected {n} live processes of {service}, found {}", self.live_processes(service));
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Processes die with the test's thread (PR_SET_PDEATHSIG); stopping here just speeds that up.
+        if let Some((stop, _)) = self.server.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("body read");
+    let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    (status, value)
+}
+
+/// Processes (not zombies) whose environment holds `needle` as one entry.
+pub fn live_pids_with_env(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return pids };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        if environ.split(|b| *b == 0).any(|e| e == needle.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Polls `check` every 50 ms until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
