@@ -1,7 +1,7 @@
 //! The HTTP API: routes, shared state, middleware.
 //!
 //! Handlers are thin: they parse wire types into domain types, call the store, a backend
-//! or the engine, and convert back. Status codes are chosen only in [`error`].
+//! or the engine, and convert back. Status codes are chosen only in `error.rs`.
 
 mod error;
 mod extract;

@@ -1,6 +1,6 @@
 //! The `local` backend: services are process groups that hookd itself supervises.
 //!
-//! Each service has a [`supervisor`] task that owns its child processes and converges them
+//! Each service has a `supervisor` task that owns its child processes and converges them
 //! on the desired scale. The desired scale is persisted in the store before it takes effect,
 //! so a restarted hookd brings back the same number of processes.
 
