@@ -30,4 +30,9 @@ log "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 log "cargo test"
-cargo test --all-targets --locked
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+cargo test --all-targets --locked 2>&1 | tee "$results"
+
+# One closing line for the whole suite, summed over the test binaries.
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, s }' "$results"

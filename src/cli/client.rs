@@ -345,14 +345,20 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One page of a collection; with `json`, printed raw and `None` returned.
+async fn fetch_list(client: &ClientArgs, path: &str, json: bool) -> anyhow::Result<Option<Vec<Value>>> {
+    let page = Api::new(client).call(reqwest::Method::GET, path, None).await?;
+    let data = page["data"].as_array().cloned().unwrap_or_default();
+    if json {
+        print_json(&Value::Array(data));
+        return Ok(None);
+    }
+    Ok(Some(data))
+}
+
 pub async fn executions(args: ExecutionsArgs) -> anyhow::Result<()> {
     let path = format!("/v1-webhooks/receivers/{}/executions?limit={}", args.receiver, args.limit);
-    let page = Api::new(&args.client).call(reqwest::Method::GET, &path, None).await?;
-    let data = page["data"].as_array().cloned().unwrap_or_default();
-    if args.json {
-        print_json(&Value::Array(data));
-        return Ok(());
-    }
+    let Some(data) = fetch_list(&args.client, &path, args.json).await? else { return Ok(()) };
     println!("{:<24}  {:<9}  {:<9}  {:<40}  SOURCE", "TIME", "OUTCOME", "SCALE", "REASON");
     for e in &data {
         let scale = match (e["from"].as_u64(), e["to"].as_u64()) {
@@ -373,12 +379,7 @@ pub async fn executions(args: ExecutionsArgs) -> anyhow::Result<()> {
 
 pub async fn services(args: ServicesArgs) -> anyhow::Result<()> {
     let path = format!("/v1-webhooks/services?projectId={}", args.project);
-    let page = Api::new(&args.client).call(reqwest::Method::GET, &path, None).await?;
-    let data = page["data"].as_array().cloned().unwrap_or_default();
-    if args.json {
-        print_json(&Value::Array(data));
-        return Ok(());
-    }
+    let Some(data) = fetch_list(&args.client, &path, args.json).await? else { return Ok(()) };
     println!("{:<24}  {:>5}  {:>7}  {:<28}  LAST ERROR", "SERVICE", "SCALE", "RUNNING", "IMAGE");
     for s in &data {
         println!(

@@ -5,10 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{StoreError, StoreResult};
+use super::{ApiToken, Role, StoreError, StoreResult};
 use crate::domain::{
-    Driver, DriverConfig, Execution, ExecutionId, Millis, Outcome, ProjectName, Receiver, ReceiverId, ReceiverName,
-    ScaleAction, ScaleServiceConfig, ServiceId,
+    ApiTokenId, Driver, DriverConfig, Execution, ExecutionId, Millis, Outcome, ProjectName, Receiver, ReceiverId,
+    ReceiverName, ScaleAction, ScaleServiceConfig, ServiceId,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -51,6 +51,7 @@ pub fn config_from_json(driver: &str, json: &str) -> StoreResult<DriverConfig> {
 }
 
 /// A `receivers` row as read from any SQL store.
+#[derive(sqlx::FromRow)]
 pub struct ReceiverRow {
     pub id: String,
     pub project: String,
@@ -79,6 +80,7 @@ impl ReceiverRow {
 }
 
 /// An `executions` row as read from any SQL store.
+#[derive(sqlx::FromRow)]
 pub struct ExecutionRow {
     pub id: String,
     pub receiver_id: String,
@@ -102,6 +104,30 @@ impl ExecutionRow {
             from: scale(self.scale_from)?,
             to: scale(self.scale_to)?,
             reason: self.reason,
+        })
+    }
+}
+
+/// An `api_tokens` row as read from any SQL store.
+#[derive(sqlx::FromRow)]
+pub struct ApiTokenRow {
+    pub id: String,
+    pub name: String,
+    pub hash: String,
+    pub role: String,
+    pub project: Option<String>,
+    pub created: Millis,
+}
+
+impl ApiTokenRow {
+    pub fn into_domain(self) -> StoreResult<ApiToken> {
+        Ok(ApiToken {
+            id: ApiTokenId::parse(&self.id).ok_or_else(|| corrupt("api token id"))?,
+            name: self.name,
+            hash: self.hash,
+            role: Role::parse(&self.role).ok_or_else(|| corrupt(format!("api token role {:?}", self.role)))?,
+            project: self.project.map(|p| ProjectName::parse(&p)).transpose().map_err(corrupt)?,
+            created: self.created,
         })
     }
 }

@@ -9,16 +9,16 @@ use std::{collections::HashMap, str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use sqlx::{
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
     ConnectOptions, Connection, Row, SqliteConnection,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    rows::{config_to_json, ExecutionRow, ReceiverRow},
-    ApiToken, Role, SigningKey, Store, StoreError, StoreResult,
+    rows::{config_to_json, ApiTokenRow, ExecutionRow, ReceiverRow},
+    ApiToken, SigningKey, Store, StoreError, StoreResult,
 };
-use crate::domain::{ApiTokenId, Execution, ExecutionId, ProjectName, Receiver, ReceiverId};
+use crate::domain::{Execution, ExecutionId, ProjectName, Receiver, ReceiverId};
 
 /// Most writes committed in one transaction; bounds the latency of the batch's first caller.
 const MAX_BATCH: usize = 1024;
@@ -161,50 +161,6 @@ fn unique_violation(err: sqlx::Error, what: impl FnOnce() -> String) -> StoreErr
     }
 }
 
-fn receiver_row(row: SqliteRow) -> StoreResult<Receiver> {
-    ReceiverRow {
-        id: row.try_get("id")?,
-        project: row.try_get("project")?,
-        name: row.try_get("name")?,
-        driver: row.try_get("driver")?,
-        config: row.try_get("config")?,
-        enabled: row.try_get("enabled")?,
-        token_generation: row.try_get("token_generation")?,
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
-    }
-    .into_domain()
-}
-
-fn execution_row(row: SqliteRow) -> StoreResult<Execution> {
-    ExecutionRow {
-        id: row.try_get("id")?,
-        receiver_id: row.try_get("receiver_id")?,
-        at: row.try_get("at")?,
-        source: row.try_get("source")?,
-        outcome: row.try_get("outcome")?,
-        scale_from: row.try_get("scale_from")?,
-        scale_to: row.try_get("scale_to")?,
-        reason: row.try_get("reason")?,
-    }
-    .into_domain()
-}
-
-fn token_row(row: SqliteRow) -> StoreResult<ApiToken> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("api token {what}"));
-    let id: String = row.try_get("id")?;
-    let role: String = row.try_get("role")?;
-    let project: Option<String> = row.try_get("project")?;
-    Ok(ApiToken {
-        id: ApiTokenId::parse(&id).ok_or_else(|| corrupt("id"))?,
-        name: row.try_get("name")?,
-        hash: row.try_get("hash")?,
-        role: Role::parse(&role).ok_or_else(|| corrupt("role"))?,
-        project: project.map(|p| ProjectName::parse(&p)).transpose().map_err(|_| corrupt("project"))?,
-        created: row.try_get("created")?,
-    })
-}
-
 const RECEIVER_COLUMNS: &str = "id, project, name, driver, config, enabled, token_generation, created, updated";
 
 #[async_trait]
@@ -231,11 +187,11 @@ impl Store for SqliteStore {
     }
 
     async fn receiver(&self, id: ReceiverId) -> StoreResult<Option<Receiver>> {
-        sqlx::query(&format!("SELECT {RECEIVER_COLUMNS} FROM receivers WHERE id = ?"))
+        sqlx::query_as::<_, ReceiverRow>(&format!("SELECT {RECEIVER_COLUMNS} FROM receivers WHERE id = ?"))
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?
-            .map(receiver_row)
+            .map(ReceiverRow::into_domain)
             .transpose()
     }
 
@@ -246,7 +202,7 @@ impl Store for SqliteStore {
         after: Option<ReceiverId>,
     ) -> StoreResult<Vec<Receiver>> {
         let after = after.map(|a| a.to_string()).unwrap_or_default();
-        sqlx::query(&format!(
+        sqlx::query_as::<_, ReceiverRow>(&format!(
             "SELECT {RECEIVER_COLUMNS} FROM receivers WHERE project = ? AND id > ? ORDER BY id LIMIT ?"
         ))
         .bind(project.as_str())
@@ -255,7 +211,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .into_iter()
-        .map(receiver_row)
+        .map(ReceiverRow::into_domain)
         .collect()
     }
 
@@ -302,7 +258,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<Execution>> {
         // Hex UUIDv7 strings sort in creation order; "g" sorts after every hex string.
         let before = before.map(|b| b.to_string()).unwrap_or_else(|| "g".to_owned());
-        sqlx::query(
+        sqlx::query_as::<_, ExecutionRow>(
             "SELECT id, receiver_id, at, source, outcome, scale_from, scale_to, reason FROM executions \
              WHERE receiver_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
         )
@@ -312,7 +268,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .into_iter()
-        .map(execution_row)
+        .map(ExecutionRow::into_domain)
         .collect()
     }
 
@@ -369,11 +325,11 @@ impl Store for SqliteStore {
     }
 
     async fn api_token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiToken>> {
-        sqlx::query("SELECT id, name, hash, role, project, created FROM api_tokens WHERE hash = ?")
+        sqlx::query_as::<_, ApiTokenRow>("SELECT id, name, hash, role, project, created FROM api_tokens WHERE hash = ?")
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?
-            .map(token_row)
+            .map(ApiTokenRow::into_domain)
             .transpose()
     }
 
