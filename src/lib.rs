@@ -23,6 +23,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod metrics;
+pub mod payload;
 pub mod server;
 pub mod store;
 pub mod token;

@@ -10,6 +10,9 @@ use prometheus_client::{
 pub struct TriggerLabels {
     pub driver: String,
     pub outcome: String,
+    /// The skip reason for `skipped` outcomes (`resolved`, `cooldown`, ...), else empty.
+    pub reason: String,
+    pub dry_run: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,7 +60,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("hookd");
         let triggers = Family::<TriggerLabels, Counter>::default();
-        registry.register("triggers", "Triggers handled, by driver and outcome", triggers.clone());
+        registry.register("triggers", "Triggers handled, by driver, outcome and skip reason", triggers.clone());
         let rejected = Family::<RejectLabels, Counter>::default();
         registry.register(
             "triggers_rejected",

@@ -53,6 +53,12 @@ pub enum ReceiversCommand {
         #[arg(long)]
         name: String,
     },
+    /// Print a ready-to-paste Alertmanager receiver and route for a receiver.
+    AlertmanagerConfig {
+        #[command(flatten)]
+        client: ClientArgs,
+        id: String,
+    },
     /// Delete a receiver; its trigger URL stops working at once.
     Delete {
         #[command(flatten)]
@@ -153,6 +159,9 @@ pub struct TriggerArgs {
     /// A JSON body to send (for example an Alertmanager payload); `-` for standard input.
     #[arg(long, short)]
     file: Option<PathBuf>,
+    /// Decide and record, but act on nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Args)]
@@ -191,14 +200,22 @@ impl Api {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<reqwest::Response> {
         let token = self.token.as_deref().context("set HOOKD_TOKEN (or --token) to an API token")?;
         let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.with_context(|| format!("could not reach hookd at {}", self.base))?;
-        answer(response).await
+        request.send().await.with_context(|| format!("could not reach hookd at {}", self.base))
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        answer(self.send(method, path, body).await?).await
     }
 }
 
@@ -295,6 +312,16 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
             let r = api.call(Method::POST, &format!("/v1-webhooks/receivers?projectId={project}"), Some(&body)).await?;
             print_receiver(&r);
         }
+        ReceiversCommand::AlertmanagerConfig { client, id } => {
+            let response = Api::new(&client)
+                .send(Method::GET, &format!("/v1-webhooks/receivers/{id}/alertmanager-config"), None)
+                .await?;
+            if !response.status().is_success() {
+                answer(response).await?;
+                unreachable!("answer fails on an error status");
+            }
+            print!("{}", response.text().await?);
+        }
         ReceiversCommand::Delete { client, id } => {
             Api::new(&client).call(Method::DELETE, &format!("/v1-webhooks/receivers/{id}"), None).await?;
             println!("deleted receiver {id}");
@@ -316,6 +343,7 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
         }
         url.to_owned()
     };
+    let url = if args.dry_run { format!("{url}&dryRun=1") } else { url };
     let mut request = reqwest::Client::new().post(&url);
     if let Some(path) = &args.file {
         let body = if path.as_os_str() == "-" {
@@ -335,10 +363,14 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
         (Some(from), Some(to)) => format!(" {from} -> {to}"),
         _ => String::new(),
     };
+    let dry = if value["dryRun"] == true { " [dry run]" } else { "" };
+    let detail = match str_of(&value, "detail") {
+        "" => String::new(),
+        d => format!(" ({d})"),
+    };
     println!(
-        "{}{}: {} (execution {})",
+        "{}{range}: {}{detail}{dry} (execution {})",
         str_of(&value, "outcome"),
-        range,
         str_of(&value, "reason"),
         str_of(&value, "execution")
     );

@@ -99,9 +99,9 @@ Receivers "web-up" and "web-down" scale "web" by 1 between 1 and 5. Their trigge
 
 Try it:
   curl -X POST '{up}'
-  hookd services                        # the scale, and the processes running
-  hookd receivers list
-  hookd executions {up_id}
+  {hookd} services                        # the scale, and the processes running
+  {hookd} receivers list
+  {hookd} executions {up_id}
   curl -s {base}/metrics | grep hookd_service_desired_scale
 
 Stop with Ctrl-C; the sample processes stop with hookd.
@@ -111,12 +111,25 @@ Stop with Ctrl-C; the sample processes stop with hookd.
         up = url(&up),
         down = url(&down),
         up_id = up["id"].as_str().unwrap_or_default(),
+        hookd = hookd_command(),
     );
     let result = server.await?;
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
     result
+}
+
+/// How to run this binary from the user's shell: `hookd` when it is on PATH, its path otherwise.
+fn hookd_command() -> String {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let on_path =
+        std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("hookd") == exe));
+    if on_path {
+        "hookd".to_owned()
+    } else {
+        exe.display().to_string()
+    }
 }
 
 /// The demo's sample service: reports for duty, then idles until stopped.

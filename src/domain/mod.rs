@@ -3,13 +3,17 @@
 //! Nothing here knows about HTTP, SQL or processes. Values are validated when they are
 //! built (`parse`/`new`), so code that holds one never re-checks it.
 
+mod alert;
 mod ids;
 pub mod scale;
 
 use std::fmt;
 
+pub use alert::{AlertRef, AlertStatus, Notification};
 pub use ids::{ApiTokenId, ExecutionId, ProjectName, ReceiverId, ReceiverName, ServiceId};
-pub use scale::{ScaleAction, ScaleDecision, ScaleServiceConfig};
+pub use scale::{
+    History, Intent, OnResolved, ScaleAction, ScaleDecision, ScaleOptions, ScaleServiceConfig, SkipReason,
+};
 
 /// A rule broken by a caller's input, naming the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,7 +141,16 @@ pub struct Execution {
     pub outcome: Outcome,
     pub from: Option<u32>,
     pub to: Option<u32>,
+    /// Short: the step taken ("scaled up by 1"), the bound reached, or a skip reason code.
     pub reason: String,
+    /// A longer explanation, when there is more to say.
+    pub detail: String,
+    /// Decided but not acted on (`?dryRun=1`); ignored by cooldown and dedup.
+    pub dry_run: bool,
+    /// The alerts that caused it, when an Alertmanager notification did.
+    pub alerts: Vec<AlertRef>,
+    /// Identifies the notification, for dedup.
+    pub dedup_key: Option<String>,
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! Handlers are thin: they parse wire types into domain types, call the store, a backend
 //! or the engine, and convert back. Status codes are chosen only in `error.rs`.
 
+mod alertmanager_config;
 mod error;
 mod extract;
 mod ops;
@@ -98,6 +99,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(receivers::get).put(receivers::update).delete(receivers::delete).post(receivers::action),
         )
         .route("/v1-webhooks/receivers/{id}/executions", get(receivers::executions))
+        .route("/v1-webhooks/receivers/{id}/alertmanager-config", get(alertmanager_config::get))
         .route("/v1-webhooks/services", get(ops::services))
         .route("/v1-webhooks/endpoint", post(trigger::trigger).get(trigger::get_not_allowed))
         .route("/healthz", get(ops::healthz))

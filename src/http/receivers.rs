@@ -35,8 +35,8 @@ struct ListQuery {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ProjectQuery {
-    project_id: Option<String>,
+pub(super) struct ProjectQuery {
+    pub(super) project_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -53,7 +53,7 @@ fn limit(requested: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-fn trigger_url(state: &AppState, base: &str, r: &Receiver) -> String {
+pub(super) fn trigger_url(state: &AppState, base: &str, r: &Receiver) -> String {
     let token = state.keys.sign(&TriggerClaims {
         receiver: r.id,
         project: r.project.clone(),
@@ -69,7 +69,12 @@ fn render(state: &AppState, caller: &Caller, base: &str, r: &Receiver) -> serde_
 }
 
 /// Loads a receiver the caller may read; anything else looks like "not found".
-async fn load(state: &AppState, caller: &Caller, id: &str, project: Option<&str>) -> Result<Receiver, ApiError> {
+pub(super) async fn load(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    project: Option<&str>,
+) -> Result<Receiver, ApiError> {
     let not_found = || ApiError::not_found("receiver_not_found", format!("there is no receiver {id}"));
     let id = ReceiverId::parse(id).ok_or_else(not_found)?;
     let receiver = state.store.receiver(id).await?.ok_or_else(not_found)?;

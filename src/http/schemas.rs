@@ -13,9 +13,13 @@ use super::{
     wire::{collection, DEFAULT_AMOUNT, DEFAULT_MAX, DEFAULT_MIN},
     ApiError, AppState,
 };
-use crate::domain::{scale::MAX_SCALE, Driver, Outcome};
+use crate::domain::{
+    scale::{MAX_SCALE, MAX_WINDOW_SECONDS},
+    Driver, Outcome, ScaleOptions,
+};
 
 fn schemas(base: &str) -> Vec<Value> {
+    let defaults = ScaleOptions::default();
     let drivers: Vec<&str> = Driver::ALL.iter().map(|d| d.as_str()).collect();
     let outcomes: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
     let schema = |id: &str, collection_methods: Value, resource_methods: Value, fields: Value| {
@@ -61,6 +65,17 @@ fn schemas(base: &str) -> Vec<Value> {
                 "min": { "type": "int", "default": DEFAULT_MIN, "min": 1, "create": true, "update": true },
                 "max": { "type": "int", "default": DEFAULT_MAX, "min": 2, "max": MAX_SCALE, "create": true, "update": true,
                          "description": "Must be greater than min" },
+                "onResolved": { "type": "enum", "options": ["ignore", "reverse"], "default": "ignore", "create": true, "update": true,
+                                "description": "What a resolved Alertmanager notification does: nothing, or undo one step" },
+                "cooldownUpSeconds": { "type": "int", "default": defaults.cooldown_up, "min": 0, "max": MAX_WINDOW_SECONDS,
+                                       "create": true, "update": true,
+                                       "description": "Seconds after this receiver's last change before it scales up again" },
+                "cooldownDownSeconds": { "type": "int", "default": defaults.cooldown_down, "min": 0, "max": MAX_WINDOW_SECONDS,
+                                         "create": true, "update": true,
+                                         "description": "Seconds after this receiver's last change before it scales down again" },
+                "dedupSeconds": { "type": "int", "default": defaults.dedup, "min": 0, "max": MAX_WINDOW_SECONDS,
+                                  "create": true, "update": true,
+                                  "description": "A notification already acted on within this window is skipped as a duplicate" },
             }),
         ),
         schema(
@@ -74,7 +89,10 @@ fn schemas(base: &str) -> Vec<Value> {
                 "outcome": { "type": "enum", "options": outcomes },
                 "from": { "type": "int", "nullable": true },
                 "to": { "type": "int", "nullable": true },
-                "reason": { "type": "string" },
+                "reason": { "type": "string", "description": "The step, the bound reached, or for skipped: disabled, resolved, cooldown or duplicate" },
+                "detail": { "type": "string" },
+                "dryRun": { "type": "boolean" },
+                "alerts": { "type": "array[alert]", "description": "The Alertmanager alerts behind it: name, fingerprint, status, startsAt" },
             }),
         ),
         schema(

@@ -18,11 +18,21 @@ use super::{
     wire::TriggerOut,
     ApiError, AppState,
 };
-use crate::domain::Outcome;
+use crate::{domain::Outcome, engine::TriggerRequest, payload};
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct TriggerQuery {
     token: Option<String>,
+    dry_run: Option<String>,
+}
+
+fn dry_run(value: Option<&str>) -> Result<bool, ApiError> {
+    match value {
+        None | Some("0" | "false" | "no") => Ok(false),
+        Some("" | "1" | "true" | "yes") => Ok(true),
+        Some(other) => Err(ApiError::bad_request("invalid_query", format!("dryRun must be 1 or 0, not {other:?}"))),
+    }
 }
 
 /// Longest user agent kept in the history.
@@ -69,7 +79,10 @@ pub async fn trigger(
         .keys
         .verify(token)
         .map_err(|_| reject(&state, ApiError::forbidden("invalid_token", "the trigger token is not valid")))?;
-    let _body = read_body(body, state.max_body_bytes).await.map_err(|e| reject(&state, e))?;
+    let dry_run = dry_run(query.dry_run.as_deref()).map_err(|e| reject(&state, e))?;
+    let body = read_body(body, state.max_body_bytes).await.map_err(|e| reject(&state, e))?;
+    let payload =
+        payload::parse(&body).map_err(|e| reject(&state, ApiError::bad_request("invalid_payload", e.to_string())))?;
     let revoked = || {
         reject(
             &state,
@@ -80,7 +93,8 @@ pub async fn trigger(
     if receiver.token_generation != claims.generation || receiver.project != claims.project {
         return Err(revoked());
     }
-    let report = state.engine.trigger(&receiver, source(peer, &parts.headers)).await?;
+    let request = TriggerRequest { source: source(peer, &parts.headers), payload, dry_run };
+    let report = state.engine.trigger(&receiver, &request).await?;
     let answer = TriggerOut::from(&report.execution);
     if report.execution.outcome != Outcome::Failed {
         return Ok(Json(answer).into_response());

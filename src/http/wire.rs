@@ -8,7 +8,10 @@ use serde_json::Value;
 use super::error::ApiError;
 use crate::{
     backend::ServiceInfo,
-    domain::{DriverConfig, Execution, Millis, Receiver, ScaleAction, ScaleServiceConfig, ServiceId},
+    domain::{
+        AlertRef, DriverConfig, Execution, Millis, OnResolved, Receiver, ScaleAction, ScaleOptions, ScaleServiceConfig,
+        ServiceId,
+    },
 };
 
 /// Rancher's schema defaults for `min` and `max`.
@@ -52,6 +55,10 @@ pub struct ScaleServiceConfigIn {
     pub amount: Option<u32>,
     pub min: Option<u32>,
     pub max: Option<u32>,
+    pub on_resolved: Option<String>,
+    pub cooldown_up_seconds: Option<u32>,
+    pub cooldown_down_seconds: Option<u32>,
+    pub dedup_seconds: Option<u32>,
     #[serde(rename = "type")]
     pub kind: Option<IgnoredAny>,
 }
@@ -70,13 +77,21 @@ impl ScaleServiceConfigIn {
             ApiError::bad_request("missing_field", "scaleServiceConfig.action is required (\"up\" or \"down\")")
                 .with_field("scaleServiceConfig.action")
         })?;
+        let defaults = ScaleOptions::default();
+        let options = ScaleOptions {
+            on_resolved: self.on_resolved.as_deref().map(OnResolved::parse).transpose()?.unwrap_or_default(),
+            cooldown_up: self.cooldown_up_seconds.unwrap_or(defaults.cooldown_up),
+            cooldown_down: self.cooldown_down_seconds.unwrap_or(defaults.cooldown_down),
+            dedup: self.dedup_seconds.unwrap_or(defaults.dedup),
+        };
         Ok(ScaleServiceConfig::new(
             service,
             ScaleAction::parse(&action)?,
             self.amount.unwrap_or(DEFAULT_AMOUNT),
             self.min.unwrap_or(DEFAULT_MIN),
             self.max.unwrap_or(DEFAULT_MAX),
-        )?)
+        )?
+        .with_options(options)?)
     }
 }
 
@@ -103,6 +118,7 @@ pub fn receiver_out(r: &Receiver, base: &str, url: Option<String>) -> Value {
         "links": {
             "self": self_link,
             "executions": format!("{self_link}/executions"),
+            "alertmanagerConfig": format!("{self_link}/alertmanager-config"),
         },
         "actions": {
             toggle: format!("{self_link}?action={toggle}"),
@@ -121,6 +137,10 @@ pub fn receiver_out(r: &Receiver, base: &str, url: Option<String>) -> Value {
                     "amount": c.amount,
                     "min": c.min,
                     "max": c.max,
+                    "onResolved": c.options.on_resolved.as_str(),
+                    "cooldownUpSeconds": c.options.cooldown_up,
+                    "cooldownDownSeconds": c.options.cooldown_down,
+                    "dedupSeconds": c.options.dedup,
                 }),
             );
         }
@@ -141,6 +161,29 @@ pub struct ExecutionOut {
     pub from: Option<u32>,
     pub to: Option<u32>,
     pub reason: String,
+    pub detail: String,
+    pub dry_run: bool,
+    pub alerts: Vec<AlertOut>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertOut {
+    pub name: String,
+    pub fingerprint: String,
+    pub status: &'static str,
+    pub starts_at: String,
+}
+
+impl From<&AlertRef> for AlertOut {
+    fn from(a: &AlertRef) -> Self {
+        Self {
+            name: a.name.clone(),
+            fingerprint: a.fingerprint.clone(),
+            status: a.status.as_str(),
+            starts_at: a.starts_at.clone(),
+        }
+    }
 }
 
 impl From<&Execution> for ExecutionOut {
@@ -155,18 +198,26 @@ impl From<&Execution> for ExecutionOut {
             from: e.from,
             to: e.to,
             reason: e.reason.clone(),
+            detail: e.detail.clone(),
+            dry_run: e.dry_run,
+            alerts: e.alerts.iter().map(AlertOut::from).collect(),
         }
     }
 }
 
 /// The answer to a trigger.
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TriggerOut {
     pub execution: String,
     pub outcome: &'static str,
     pub from: Option<u32>,
     pub to: Option<u32>,
     pub reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 impl From<&Execution> for TriggerOut {
@@ -177,6 +228,8 @@ impl From<&Execution> for TriggerOut {
             from: e.from,
             to: e.to,
             reason: e.reason.clone(),
+            detail: e.detail.clone(),
+            dry_run: e.dry_run,
         }
     }
 }

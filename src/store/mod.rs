@@ -110,6 +110,11 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         before: Option<ExecutionId>,
     ) -> StoreResult<Vec<Execution>>;
+    /// When the receiver last changed a scale (dry runs aside).
+    async fn last_change(&self, receiver: ReceiverId) -> StoreResult<Option<Millis>>;
+    /// When the receiver last decided (scaled or found unchanged) on the notification with
+    /// this dedup key (dry runs and failures aside).
+    async fn last_decided(&self, receiver: ReceiverId, dedup_key: &str) -> StoreResult<Option<Millis>>;
     async fn count_executions(&self, receiver: ReceiverId) -> StoreResult<u64>;
 
     /// Every signing key, retired or not.

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiToken, Role, StoreError, StoreResult};
 use crate::domain::{
-    ApiTokenId, Driver, DriverConfig, Execution, ExecutionId, Millis, Outcome, ProjectName, Receiver, ReceiverId,
-    ReceiverName, ScaleAction, ScaleServiceConfig, ServiceId,
+    AlertRef, AlertStatus, ApiTokenId, Driver, DriverConfig, Execution, ExecutionId, Millis, OnResolved, Outcome,
+    ProjectName, Receiver, ReceiverId, ReceiverName, ScaleAction, ScaleOptions, ScaleServiceConfig, ServiceId,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -18,6 +18,51 @@ struct StoredScaleService {
     amount: u32,
     min: u32,
     max: u32,
+    // Options came later: rows without them read as the defaults.
+    #[serde(default)]
+    on_resolved: Option<String>,
+    #[serde(default)]
+    cooldown_up: Option<u32>,
+    #[serde(default)]
+    cooldown_down: Option<u32>,
+    #[serde(default)]
+    dedup: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredAlert {
+    name: String,
+    fingerprint: String,
+    status: String,
+    starts_at: String,
+}
+
+pub fn alerts_to_json(alerts: &[AlertRef]) -> String {
+    let stored: Vec<StoredAlert> = alerts
+        .iter()
+        .map(|a| StoredAlert {
+            name: a.name.clone(),
+            fingerprint: a.fingerprint.clone(),
+            status: a.status.as_str().to_owned(),
+            starts_at: a.starts_at.clone(),
+        })
+        .collect();
+    serde_json::to_string(&stored).expect("alerts always serialize")
+}
+
+fn alerts_from_json(json: &str) -> StoreResult<Vec<AlertRef>> {
+    let stored: Vec<StoredAlert> = serde_json::from_str(json).map_err(corrupt)?;
+    stored
+        .into_iter()
+        .map(|a| {
+            Ok(AlertRef {
+                status: AlertStatus::parse(&a.status).ok_or_else(|| corrupt(format!("alert status {:?}", a.status)))?,
+                name: a.name,
+                fingerprint: a.fingerprint,
+                starts_at: a.starts_at,
+            })
+        })
+        .collect()
 }
 
 pub fn config_to_json(config: &DriverConfig) -> String {
@@ -28,6 +73,10 @@ pub fn config_to_json(config: &DriverConfig) -> String {
             amount: c.amount,
             min: c.min,
             max: c.max,
+            on_resolved: Some(c.options.on_resolved.as_str().to_owned()),
+            cooldown_up: Some(c.options.cooldown_up),
+            cooldown_down: Some(c.options.cooldown_down),
+            dedup: Some(c.options.dedup),
         }),
     };
     value.expect("driver configs always serialize")
@@ -43,7 +92,22 @@ pub fn config_from_json(driver: &str, json: &str) -> StoreResult<DriverConfig> {
             let s: StoredScaleService = serde_json::from_str(json).map_err(corrupt)?;
             let service = ServiceId::parse(&s.service).map_err(corrupt)?;
             let action = ScaleAction::parse(&s.action).map_err(corrupt)?;
-            let config = ScaleServiceConfig::new(service, action, s.amount, s.min, s.max).map_err(corrupt)?;
+            let defaults = ScaleOptions::default();
+            let options = ScaleOptions {
+                on_resolved: s
+                    .on_resolved
+                    .as_deref()
+                    .map(OnResolved::parse)
+                    .transpose()
+                    .map_err(corrupt)?
+                    .unwrap_or_default(),
+                cooldown_up: s.cooldown_up.unwrap_or(defaults.cooldown_up),
+                cooldown_down: s.cooldown_down.unwrap_or(defaults.cooldown_down),
+                dedup: s.dedup.unwrap_or(defaults.dedup),
+            };
+            let config = ScaleServiceConfig::new(service, action, s.amount, s.min, s.max)
+                .and_then(|c| c.with_options(options))
+                .map_err(corrupt)?;
             Ok(DriverConfig::ScaleService(config))
         }
         None => Err(corrupt(format!("unknown driver {driver:?}"))),
@@ -90,6 +154,10 @@ pub struct ExecutionRow {
     pub scale_from: Option<i64>,
     pub scale_to: Option<i64>,
     pub reason: String,
+    pub detail: String,
+    pub dry_run: bool,
+    pub alerts: String,
+    pub dedup_key: Option<String>,
 }
 
 impl ExecutionRow {
@@ -104,6 +172,10 @@ impl ExecutionRow {
             from: scale(self.scale_from)?,
             to: scale(self.scale_to)?,
             reason: self.reason,
+            detail: self.detail,
+            dry_run: self.dry_run,
+            alerts: alerts_from_json(&self.alerts)?,
+            dedup_key: self.dedup_key,
         })
     }
 }

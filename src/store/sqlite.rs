@@ -15,10 +15,10 @@ use sqlx::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    rows::{config_to_json, ApiTokenRow, ExecutionRow, ReceiverRow},
+    rows::{alerts_to_json, config_to_json, ApiTokenRow, ExecutionRow, ReceiverRow},
     ApiToken, SigningKey, Store, StoreError, StoreResult,
 };
-use crate::domain::{Execution, ExecutionId, ProjectName, Receiver, ReceiverId};
+use crate::domain::{Execution, ExecutionId, Millis, ProjectName, Receiver, ReceiverId};
 
 /// Most writes committed in one transaction; bounds the latency of the batch's first caller.
 const MAX_BATCH: usize = 1024;
@@ -123,8 +123,8 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[&WriteOp]) -> StoreResult
         match op {
             WriteOp::Execution(e) => {
                 sqlx::query(
-                    "INSERT INTO executions (id, receiver_id, at, source, outcome, scale_from, scale_to, reason) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO executions (id, receiver_id, at, source, outcome, scale_from, scale_to, reason, \
+                     detail, dry_run, alerts, dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(e.id.to_string())
                 .bind(e.receiver.to_string())
@@ -134,6 +134,10 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[&WriteOp]) -> StoreResult
                 .bind(e.from.map(i64::from))
                 .bind(e.to.map(i64::from))
                 .bind(&e.reason)
+                .bind(&e.detail)
+                .bind(e.dry_run)
+                .bind(alerts_to_json(&e.alerts))
+                .bind(&e.dedup_key)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -162,6 +166,8 @@ fn unique_violation(err: sqlx::Error, what: impl FnOnce() -> String) -> StoreErr
 }
 
 const RECEIVER_COLUMNS: &str = "id, project, name, driver, config, enabled, token_generation, created, updated";
+const EXECUTION_COLUMNS: &str =
+    "id, receiver_id, at, source, outcome, scale_from, scale_to, reason, detail, dry_run, alerts, dedup_key";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -258,10 +264,9 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<Execution>> {
         // Hex UUIDv7 strings sort in creation order; "g" sorts after every hex string.
         let before = before.map(|b| b.to_string()).unwrap_or_else(|| "g".to_owned());
-        sqlx::query_as::<_, ExecutionRow>(
-            "SELECT id, receiver_id, at, source, outcome, scale_from, scale_to, reason FROM executions \
-             WHERE receiver_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-        )
+        sqlx::query_as::<_, ExecutionRow>(&format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE receiver_id = ? AND id < ? ORDER BY id DESC LIMIT ?"
+        ))
         .bind(receiver.to_string())
         .bind(before)
         .bind(i64::from(limit))
@@ -270,6 +275,29 @@ impl Store for SqliteStore {
         .into_iter()
         .map(ExecutionRow::into_domain)
         .collect()
+    }
+
+    async fn last_change(&self, receiver: ReceiverId) -> StoreResult<Option<Millis>> {
+        let at = sqlx::query_scalar(
+            "SELECT at FROM executions WHERE receiver_id = ? AND outcome = 'scaled' AND dry_run = 0 \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(receiver.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(at)
+    }
+
+    async fn last_decided(&self, receiver: ReceiverId, dedup_key: &str) -> StoreResult<Option<Millis>> {
+        let at = sqlx::query_scalar(
+            "SELECT at FROM executions WHERE receiver_id = ? AND dedup_key = ? \
+             AND outcome IN ('scaled', 'unchanged') AND dry_run = 0 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(receiver.to_string())
+        .bind(dedup_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(at)
     }
 
     async fn count_executions(&self, receiver: ReceiverId) -> StoreResult<u64> {

@@ -25,7 +25,7 @@ async fn metrics_show_triggers_rejections_and_desired_scale() {
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     let text = response.text().await.unwrap();
     for expected in [
-        r#"hookd_triggers_total{driver="scaleService",outcome="scaled"} 1"#,
+        r#"hookd_triggers_total{driver="scaleService",outcome="scaled",reason="",dry_run="false"} 1"#,
         r#"hookd_triggers_rejected_total{code="invalid_token"} 1"#,
         r#"hookd_service_desired_scale{project="default",backend="local",service="web"} 2"#,
         r#"hookd_service_desired_scale{project="default",backend="local",service="api"} 1"#,

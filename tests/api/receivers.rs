@@ -124,7 +124,7 @@ async fn a_disabled_receiver_records_a_skip_and_changes_nothing() {
     let (status, answer) = app.trigger(r["url"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(answer["outcome"], "skipped");
-    assert_eq!(answer["reason"], "receiver is disabled");
+    assert_eq!(answer["reason"], "disabled");
     assert_eq!(app.desired_scale("web").await, 1);
 
     app.request(Method::POST, &format!("/v1-webhooks/receivers/{id}?action=enable"), None).await;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use hookd::{
     domain::{
-        now_millis, ApiTokenId, DriverConfig, Execution, ExecutionId, Outcome, ProjectName, Receiver, ReceiverId,
-        ReceiverName, ScaleAction, ScaleServiceConfig, ServiceId,
+        now_millis, AlertRef, AlertStatus, ApiTokenId, DriverConfig, Execution, ExecutionId, Outcome, ProjectName,
+        Receiver, ReceiverId, ReceiverName, ScaleAction, ScaleServiceConfig, ServiceId,
     },
     store::{self, ApiToken, Role, Store, StoreError},
     token::new_signing_key,
@@ -38,6 +38,27 @@ fn execution(receiver: ReceiverId, n: u32) -> Execution {
         from: Some(n),
         to: Some(n + 1),
         reason: format!("step {n}"),
+        detail: String::new(),
+        dry_run: false,
+        alerts: Vec::new(),
+        dedup_key: None,
+    }
+}
+
+fn decided(receiver: ReceiverId, outcome: Outcome, at: i64, key: Option<&str>, dry_run: bool) -> Execution {
+    Execution {
+        at,
+        outcome,
+        dry_run,
+        dedup_key: key.map(str::to_owned),
+        alerts: vec![AlertRef {
+            name: "High".into(),
+            fingerprint: "27f97ab5be7c9d5f".into(),
+            status: AlertStatus::Firing,
+            starts_at: "2026-11-23T05:22:10.451Z".into(),
+        }],
+        detail: "why".into(),
+        ..execution(receiver, 1)
     }
 }
 
@@ -105,6 +126,28 @@ async fn executions_contract(store: Arc<dyn Store>) {
     assert_eq!(store.count_executions(r.id).await.unwrap(), 505);
 }
 
+async fn history_contract(store: Arc<dyn Store>) {
+    let r = receiver("default", "timing");
+    store.insert_receiver(&r).await.unwrap();
+    assert_eq!(store.last_change(r.id).await.unwrap(), None);
+    assert_eq!(store.last_decided(r.id, "k").await.unwrap(), None);
+    let rows = [
+        decided(r.id, Outcome::Scaled, 1_000, Some("k"), false),
+        decided(r.id, Outcome::Unchanged, 2_000, Some("k"), false),
+        decided(r.id, Outcome::Scaled, 3_000, Some("other"), true),
+        decided(r.id, Outcome::Failed, 4_000, Some("k"), false),
+        decided(r.id, Outcome::Skipped, 5_000, Some("k"), false),
+    ];
+    for e in &rows {
+        store.record_execution(e).await.unwrap();
+    }
+    assert_eq!(store.last_change(r.id).await.unwrap(), Some(1_000), "dry runs are not changes");
+    assert_eq!(store.last_decided(r.id, "k").await.unwrap(), Some(2_000), "failures and skips are not decisions");
+    assert_eq!(store.last_decided(r.id, "other").await.unwrap(), None, "dry runs are not decisions");
+    let back = store.list_executions(r.id, 10, None).await.unwrap();
+    assert_eq!(back.iter().rev().cloned().collect::<Vec<_>>(), rows.to_vec(), "alerts, detail and flags read back");
+}
+
 async fn keys_tokens_scales_contract(store: Arc<dyn Store>) {
     let key = new_signing_key();
     store.insert_signing_key(&key).await.unwrap();
@@ -150,6 +193,12 @@ async fn sqlite_receivers() {
 async fn sqlite_executions() {
     let (_dir, store) = sqlite().await;
     executions_contract(store).await;
+}
+
+#[tokio::test]
+async fn sqlite_history() {
+    let (_dir, store) = sqlite().await;
+    history_contract(store).await;
 }
 
 #[tokio::test]

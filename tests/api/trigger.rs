@@ -5,6 +5,7 @@ use hookd::{
     token::{new_signing_key, TriggerClaims, TriggerKeys},
 };
 use reqwest::StatusCode;
+use serde_json::json;
 
 use crate::helpers::spawn_app;
 
@@ -60,7 +61,10 @@ async fn steps_are_clamped_to_the_bounds() {
     let (_, answer) = app.trigger(up["url"].as_str().unwrap()).await;
     assert_eq!((answer["from"].as_u64(), answer["to"].as_u64()), (Some(1), Some(4)), "{answer}");
     assert!(answer["reason"].as_str().unwrap().contains("clamped to max 4"));
-    let down = app.scale_receiver("down10", "web", "down", 10, 2, 4).await;
+    let (_, down) = app
+        .create_receiver(json!({"name": "down10", "driver": "scaleService", "scaleServiceConfig":
+            {"serviceId": "web", "action": "down", "amount": 10, "min": 2, "max": 4, "cooldownDownSeconds": 0}}))
+        .await;
     let (_, answer) = app.trigger(down["url"].as_str().unwrap()).await;
     assert_eq!((answer["from"].as_u64(), answer["to"].as_u64()), (Some(4), Some(2)), "{answer}");
     let (_, answer) = app.trigger(down["url"].as_str().unwrap()).await;
