@@ -10,6 +10,9 @@ log() { printf '\n==> %s\n' "$*"; }
 NEEDED=(
   "sleep:coreutils"
   "sh:dash"
+  "prometheus:prometheus"
+  "prometheus-alertmanager:prometheus-alertmanager"
+  "amtool:prometheus-alertmanager"
 )
 
 missing=()
@@ -20,7 +23,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${missing[@]}"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 log "cargo fmt --check"
@@ -28,6 +31,9 @@ cargo fmt --all -- --check
 
 log "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+
+# Tests that need a real component fail, rather than skip, when it is missing.
+export HOOKD_TEST_REQUIRE_COMPONENTS=1
 
 log "cargo test"
 results=$(mktemp)

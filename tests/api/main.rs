@@ -3,6 +3,8 @@
 mod alerts;
 mod bad_input;
 mod cli;
+mod closed_loop;
+mod components;
 mod concurrency;
 mod helpers;
 mod local_backend;
