@@ -13,6 +13,9 @@ NEEDED=(
   "prometheus:prometheus"
   "prometheus-alertmanager:prometheus-alertmanager"
   "amtool:prometheus-alertmanager"
+  "dockerd:docker.io"
+  "busybox:busybox-static"
+  "docker-compose:docker-compose"
 )
 
 missing=()
@@ -35,9 +38,18 @@ cargo clippy --all-targets --locked -- -D warnings
 # Tests that need a real component fail, rather than skip, when it is missing.
 export HOOKD_TEST_REQUIRE_COMPONENTS=1
 
+log "starting a Docker engine for the tests (swarm manager)"
+docker_dir=$(mktemp -d /tmp/hookd-docker.XXXXXX)
+cleanup() {
+  ./scripts/docker-engine.sh stop "$docker_dir" || true
+  rm -f "${results:-}"
+}
+trap cleanup EXIT
+./scripts/docker-engine.sh start "$docker_dir" --swarm
+export HOOKD_TEST_DOCKER_HOST="unix://$docker_dir/docker.sock"
+
 log "cargo test"
 results=$(mktemp)
-trap 'rm -f "$results"' EXIT
 cargo test --all-targets --locked 2>&1 | tee "$results"
 
 # One closing line for the whole suite, summed over the test binaries.

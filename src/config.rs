@@ -68,7 +68,10 @@ pub enum LogFormat {
 pub struct BackendConfig {
     pub name: String,
     pub kind: BackendKind,
-    /// Seconds a stopped local process gets between SIGTERM and SIGKILL.
+    /// For `docker`: `unix:///var/run/docker.sock` or `tcp://host:port`; when unset,
+    /// `DOCKER_HOST`, then the default socket.
+    pub endpoint: Option<String>,
+    /// Seconds a stopped process (or Compose container) gets between SIGTERM and SIGKILL.
     #[serde(default = "default_stop_grace_seconds")]
     pub stop_grace_seconds: u64,
     #[serde(default, rename = "service")]
@@ -79,6 +82,7 @@ pub struct BackendConfig {
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     Local,
+    Docker,
 }
 
 /// A process group supervised by the `local` backend.
@@ -190,6 +194,7 @@ impl Config {
             self.backends.push(BackendConfig {
                 name: "local".into(),
                 kind: BackendKind::Local,
+                endpoint: None,
                 stop_grace_seconds: default_stop_grace_seconds(),
                 services: Vec::new(),
             });
@@ -214,6 +219,15 @@ impl Config {
         for backend in &self.backends {
             if !backend_names.insert(backend.name.as_str()) {
                 bail!("backend {:?} is declared twice", backend.name);
+            }
+            match backend.kind {
+                BackendKind::Local if backend.endpoint.is_some() => {
+                    bail!("backend {:?}: `endpoint` is for docker backends; local services are declared with [[backend.service]]", backend.name)
+                }
+                BackendKind::Docker if !backend.services.is_empty() => {
+                    bail!("backend {:?}: a docker backend finds its services on the engine; [[backend.service]] is for local backends", backend.name)
+                }
+                _ => {}
             }
             let mut service_names = std::collections::HashSet::new();
             for service in &backend.services {

@@ -3,6 +3,7 @@
 //! Drivers decide *what* to do; a backend only knows how to read and change services.
 //! Backends never see HTTP types or receivers.
 
+pub mod docker;
 pub mod local;
 
 use std::{collections::BTreeMap, collections::HashMap, sync::Arc};
@@ -19,6 +20,8 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceInfo {
     pub id: ServiceId,
+    /// What kind of workload: `process` (local), `swarm`, `swarm-global`, `compose`.
+    pub kind: &'static str,
     /// Desired scale: what the orchestrator is asked to run.
     pub desired: u32,
     /// Replicas actually running now.
@@ -82,6 +85,7 @@ impl Backends {
         for b in &config.backends {
             let backend: Arc<dyn Backend> = match b.kind {
                 BackendKind::Local => Arc::new(local::LocalBackend::start(b, store.clone()).await?),
+                BackendKind::Docker => Arc::new(docker::DockerBackend::start(b).await?),
             };
             by_name.insert(&b.name, backend.clone());
             all.push(backend);

@@ -33,6 +33,7 @@ fn demo_config(args: &DemoArgs, data_dir: PathBuf) -> anyhow::Result<Config> {
         backends: vec![BackendConfig {
             name: "local".into(),
             kind: BackendKind::Local,
+            endpoint: None,
             stop_grace_seconds: 5,
             services: vec![LocalServiceConfig {
                 name: "web".into(),

@@ -242,6 +242,8 @@ pub struct ServiceOut {
     pub kind: &'static str,
     pub name: String,
     pub backend: String,
+    /// `process`, `swarm`, `swarm-global` or `compose`.
+    pub service_kind: &'static str,
     /// Desired scale.
     pub scale: u32,
     pub running: u32,
@@ -257,6 +259,7 @@ impl ServiceOut {
             kind: "service",
             name: s.id.to_string(),
             backend: backend.to_owned(),
+            service_kind: s.kind,
             scale: s.desired,
             running: s.running,
             image: s.image,

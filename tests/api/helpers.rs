@@ -1,6 +1,6 @@
 //! `spawn_app`: the real hookd on 127.0.0.1:0 with its own data directory, driven over HTTP.
 
-use std::{future::Future, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
 use hookd::{
     auth::generate_token,
@@ -42,6 +42,7 @@ pub fn test_config(data_dir: &Path, marker: &str) -> Config {
         backends: vec![BackendConfig {
             name: "local".into(),
             kind: BackendKind::Local,
+            endpoint: None,
             stop_grace_seconds: 2,
             services: vec![sleep_service("web", 1, marker), sleep_service("api", 1, marker)],
         }],
@@ -199,11 +200,7 @@ pub fn live_pids_with_env(needle: &str) -> Vec<i32> {
 }
 
 /// Polls `check` every 50 ms until it holds or `timeout` passes.
-pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
+pub async fn eventually(timeout: Duration, check: impl AsyncFn() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if check().await {

@@ -6,6 +6,8 @@ mod cli;
 mod closed_loop;
 mod components;
 mod concurrency;
+mod docker;
+mod docker_outage;
 mod helpers;
 mod local_backend;
 mod ops;

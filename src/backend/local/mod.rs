@@ -67,6 +67,7 @@ impl LocalBackend {
         let shared = service.shared.lock().expect("supervisor state lock");
         ServiceInfo {
             id: id.clone(),
+            kind: "process",
             desired: shared.desired,
             running: shared.running,
             image: service.spec.image.clone(),
