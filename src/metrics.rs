@@ -22,7 +22,7 @@ pub struct DriverLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectLabels {
-    pub code: String,
+    pub code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -107,7 +107,7 @@ impl Metrics {
         out
     }
 
-    pub fn reject(&self, code: &str) {
-        self.rejected.get_or_create(&RejectLabels { code: code.to_owned() }).inc();
+    pub fn reject(&self, code: &'static str) {
+        self.rejected.get_or_create(&RejectLabels { code }).inc();
     }
 }

@@ -2,18 +2,26 @@
 //!
 //! The token carries the receiver id, project, driver and token generation; the driver
 //! config stays in the store, so a receiver can be edited without changing its URL.
-//! Verification needs no store access: a forged token costs one HMAC and is rejected.
+//!
+//! Tokens are standard compact JWS (HS256, with a `kid` header). Verification is written
+//! for the path an attacker can hammer: it checks the signature with a pre-keyed HMAC
+//! before parsing any claims, allocates nothing for a forged token, and touches no store.
+//! Only HS256 is accepted, which rules out `alg: none` and RSA/HMAC confusion.
 
 use std::collections::HashMap;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine};
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::{
     domain::{now_millis, Driver, ProjectName, ReceiverId},
     store::{SigningKey, Store},
 };
+
+type HmacSha256 = Hmac<Sha256>;
 
 /// What a valid trigger token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,12 +33,19 @@ pub struct TriggerClaims {
 }
 
 #[derive(Serialize, Deserialize)]
-struct WireClaims {
-    sub: String,
-    prj: String,
-    drv: String,
+struct WireClaims<'a> {
+    sub: &'a str,
+    prj: &'a str,
+    drv: &'a str,
     gen: u32,
     iat: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireHeader<'a> {
+    alg: &'a str,
+    #[serde(default)]
+    kid: &'a str,
 }
 
 /// Why a token was refused. Deliberately vague towards callers: all of these are "invalid token".
@@ -46,11 +61,24 @@ pub enum TokenError {
     BadClaims,
 }
 
+/// Longest token part decoded on the stack; real headers and claims are far shorter.
+const MAX_PART: usize = 512;
+
 pub struct TriggerKeys {
     signing_kid: String,
-    signing: EncodingKey,
-    verifying: HashMap<String, DecodingKey>,
-    validation: Validation,
+    /// Pre-keyed MAC states: cloning one skips the key schedule.
+    signing: HmacSha256,
+    verifying: HashMap<String, HmacSha256>,
+}
+
+fn keyed(secret: &[u8]) -> HmacSha256 {
+    HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length")
+}
+
+/// Decodes base64url into `buf`, refusing anything too long for it.
+fn decode<'b>(part: &str, buf: &'b mut [u8; MAX_PART]) -> Result<&'b [u8], TokenError> {
+    let n = B64.decode_slice(part, buf).map_err(|_| TokenError::Malformed)?;
+    Ok(&buf[..n])
 }
 
 impl TriggerKeys {
@@ -58,16 +86,10 @@ impl TriggerKeys {
     pub fn from_keys(keys: &[SigningKey]) -> Option<Self> {
         let live: Vec<&SigningKey> = keys.iter().filter(|k| k.retired.is_none()).collect();
         let newest = live.iter().max_by_key(|k| (k.created, &k.kid))?;
-        // Only HS256 is accepted: this rules out `alg: none` and RSA/HMAC confusion.
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        validation.validate_aud = false;
         Some(Self {
             signing_kid: newest.kid.clone(),
-            signing: EncodingKey::from_secret(&newest.secret),
-            verifying: live.iter().map(|k| (k.kid.clone(), DecodingKey::from_secret(&k.secret))).collect(),
-            validation,
+            signing: keyed(&newest.secret),
+            verifying: live.iter().map(|k| (k.kid.clone(), keyed(&k.secret))).collect(),
         })
     }
 
@@ -83,32 +105,45 @@ impl TriggerKeys {
     }
 
     pub fn sign(&self, claims: &TriggerClaims) -> String {
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(self.signing_kid.clone());
+        let header = serde_json::to_vec(&WireHeader { alg: "HS256", kid: &self.signing_kid }).expect("serializable");
+        let (sub, prj) = (claims.receiver.to_string(), claims.project.to_string());
         let wire = WireClaims {
-            sub: claims.receiver.to_string(),
-            prj: claims.project.to_string(),
-            drv: claims.driver.as_str().to_owned(),
+            sub: &sub,
+            prj: &prj,
+            drv: claims.driver.as_str(),
             gen: claims.generation,
             iat: now_millis() / 1000,
         };
-        jsonwebtoken::encode(&header, &wire, &self.signing).expect("HS256 signing cannot fail")
+        let claims = serde_json::to_vec(&wire).expect("serializable");
+        let signing_input = format!("{}.{}", B64.encode(header), B64.encode(claims));
+        let mut mac = self.signing.clone();
+        mac.update(signing_input.as_bytes());
+        format!("{signing_input}.{}", B64.encode(mac.finalize().into_bytes()))
     }
 
     pub fn verify(&self, token: &str) -> Result<TriggerClaims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        let key = header.kid.as_deref().and_then(|kid| self.verifying.get(kid)).ok_or(TokenError::UnknownKey)?;
-        let data = jsonwebtoken::decode::<WireClaims>(token, key, &self.validation).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature | jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
-                TokenError::BadSignature
-            }
-            _ => TokenError::Malformed,
-        })?;
-        let c = data.claims;
+        let mut parts = token.splitn(3, '.');
+        let (Some(header), Some(payload), Some(signature)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(TokenError::Malformed);
+        };
+        let mut buf = [0u8; MAX_PART];
+        let header: WireHeader =
+            serde_json::from_slice(decode(header, &mut buf)?).map_err(|_| TokenError::Malformed)?;
+        if header.alg != "HS256" {
+            return Err(TokenError::BadSignature);
+        }
+        let key = self.verifying.get(header.kid).ok_or(TokenError::UnknownKey)?;
+        let mut mac = key.clone();
+        mac.update(&token.as_bytes()[..token.len() - signature.len() - 1]);
+        let mut sig = [0u8; MAX_PART];
+        mac.verify_slice(decode(signature, &mut sig)?).map_err(|_| TokenError::BadSignature)?;
+
+        let mut buf = [0u8; MAX_PART];
+        let c: WireClaims = serde_json::from_slice(decode(payload, &mut buf)?).map_err(|_| TokenError::BadClaims)?;
         Ok(TriggerClaims {
-            receiver: ReceiverId::parse(&c.sub).ok_or(TokenError::BadClaims)?,
-            project: ProjectName::parse(&c.prj).map_err(|_| TokenError::BadClaims)?,
-            driver: Driver::parse(&c.drv).ok_or(TokenError::BadClaims)?,
+            receiver: ReceiverId::parse(c.sub).ok_or(TokenError::BadClaims)?,
+            project: ProjectName::parse(c.prj).map_err(|_| TokenError::BadClaims)?,
+            driver: Driver::parse(c.drv).ok_or(TokenError::BadClaims)?,
             generation: c.gen,
         })
     }
@@ -136,8 +171,7 @@ mod tests {
     }
 
     fn b64(bytes: &[u8]) -> String {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        B64.encode(bytes)
     }
 
     #[test]
@@ -195,5 +229,38 @@ mod tests {
         retired.retired = Some(1);
         let after = TriggerKeys::from_keys(&[retired, new]).unwrap();
         assert_eq!(after.verify(&old_token), Err(TokenError::UnknownKey));
+    }
+
+    /// Standard JWT libraries agree with ours, both ways.
+    #[test]
+    fn interoperates_with_jsonwebtoken() {
+        use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+        let key = new_signing_key();
+        let keys = TriggerKeys::from_keys(std::slice::from_ref(&key)).unwrap();
+        let c = claims();
+        let ours = keys.sign(&c);
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        let decoded =
+            jsonwebtoken::decode::<serde_json::Value>(&ours, &DecodingKey::from_secret(&key.secret), &validation)
+                .unwrap();
+        assert_eq!(decoded.header.kid.as_deref(), Some(key.kid.as_str()));
+        assert_eq!(decoded.claims["sub"], c.receiver.to_string());
+
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key.kid.clone());
+        let wire = serde_json::json!({"sub": c.receiver.to_string(), "prj": "default", "drv": "scaleService", "gen": 3, "iat": 0});
+        let theirs = jsonwebtoken::encode(&header, &wire, &EncodingKey::from_secret(&key.secret)).unwrap();
+        assert_eq!(keys.verify(&theirs), Ok(c));
+    }
+
+    #[test]
+    fn oversized_parts_are_malformed_not_a_panic() {
+        let keys = TriggerKeys::from_keys(&[new_signing_key()]).unwrap();
+        let huge = format!("{}.{}.{}", "A".repeat(5000), "B".repeat(5000), "C".repeat(5000));
+        assert_eq!(keys.verify(&huge), Err(TokenError::Malformed));
+        assert_eq!(keys.verify("a.b"), Err(TokenError::Malformed));
+        assert_eq!(keys.verify("..."), Err(TokenError::Malformed));
     }
 }

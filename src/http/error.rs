@@ -4,12 +4,13 @@
 //! stable machine code; `message` a sentence for people. Internal errors are logged with
 //! their cause and answered with a generic 500 that leaks nothing.
 
+use std::borrow::Cow;
+
 use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    Json,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::{backend::BackendError, domain::ValidationError, engine::EngineError, store::StoreError};
 
@@ -17,7 +18,7 @@ use crate::{backend::BackendError, domain::ValidationError, engine::EngineError,
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
-    pub message: String,
+    pub message: Cow<'static, str>,
     /// The request field at fault, so forms can show the message next to it.
     pub field: Option<String>,
     pub retry_after: Option<u64>,
@@ -26,23 +27,23 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         Self { status, code, message: message.into(), field: None, retry_after: None, extra: Map::new() }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn not_found(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn forbidden(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::FORBIDDEN, code, message)
     }
 
-    pub fn unauthorized(message: impl Into<String>) -> Self {
+    pub fn unauthorized(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
@@ -61,7 +62,7 @@ impl ApiError {
         )
     }
 
-    pub fn unavailable(code: &'static str, message: impl Into<String>, retry_after: u64) -> Self {
+    pub fn unavailable(code: &'static str, message: impl Into<Cow<'static, str>>, retry_after: u64) -> Self {
         let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
         e.retry_after = Some(retry_after);
         e
@@ -112,20 +113,33 @@ impl From<EngineError> for ApiError {
     }
 }
 
+/// The error body, serialized straight from borrowed fields (no intermediate JSON tree).
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    status: u16,
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({
-            "type": "error",
-            "status": self.status.as_u16(),
-            "code": self.code,
-            "message": self.message,
-        });
-        let object = body.as_object_mut().expect("built as an object");
-        if let Some(field) = self.field {
-            object.insert("field".into(), Value::String(field));
-        }
-        object.extend(self.extra);
-        let mut response = (self.status, Json(body)).into_response();
+        let body = ErrorBody {
+            kind: "error",
+            status: self.status.as_u16(),
+            code: self.code,
+            message: &self.message,
+            field: self.field.as_deref(),
+            extra: &self.extra,
+        };
+        let bytes = serde_json::to_vec(&body).expect("error bodies serialize");
+        let mut response = (self.status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes)
+            .into_response();
         let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));

@@ -11,20 +11,34 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde::Deserialize;
+use std::borrow::Cow;
 
 use super::{
-    extract::{bearer_token, parse_query, read_body},
+    extract::{bearer_token, read_body},
     wire::TriggerOut,
     ApiError, AppState,
 };
 use crate::{domain::Outcome, engine::TriggerRequest, payload};
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TriggerQuery {
-    token: Option<String>,
-    dry_run: Option<String>,
+/// The trigger's query parameters, borrowed from the URL when nothing in them is escaped.
+#[derive(Default)]
+struct TriggerQuery<'a> {
+    token: Option<Cow<'a, str>>,
+    dry_run: Option<Cow<'a, str>>,
+}
+
+impl<'a> TriggerQuery<'a> {
+    fn parse(query: Option<&'a str>) -> Self {
+        let mut parsed = Self::default();
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match key.as_ref() {
+                "token" => parsed.token = Some(value),
+                "dryRun" => parsed.dry_run = Some(value),
+                _ => {}
+            }
+        }
+        parsed
+    }
 }
 
 fn dry_run(value: Option<&str>) -> Result<bool, ApiError> {
@@ -65,7 +79,7 @@ pub async fn trigger(
     RawQuery(q): RawQuery,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let query: TriggerQuery = parse_query(q.as_deref()).map_err(|e| reject(&state, e))?;
+    let query = TriggerQuery::parse(q.as_deref());
     let (parts, body) = request.into_parts();
     let token = query.token.as_deref().or_else(|| bearer_token(&parts.headers)).ok_or_else(|| {
         reject(
@@ -94,7 +108,12 @@ pub async fn trigger(
         return Err(revoked());
     }
     let request = TriggerRequest { source: source(peer, &parts.headers), payload, dry_run };
-    let report = state.engine.trigger(&receiver, &request).await?;
+    // Its own task: a caller that hangs up mid-trigger must not cancel it between acting on
+    // the backend and recording the execution.
+    let engine_state = state.clone();
+    let report = tokio::spawn(async move { engine_state.engine.trigger(&receiver, &request).await })
+        .await
+        .map_err(ApiError::internal)??;
     let answer = TriggerOut::from(&report.execution);
     if report.execution.outcome != Outcome::Failed {
         return Ok(Json(answer).into_response());

@@ -4,6 +4,9 @@
 //! goes into one transaction, and every caller is acknowledged only after that commit.
 //! With `synchronous = NORMAL` a commit survives the process being killed (kill -9); only
 //! an operating-system crash can lose the last commits before a checkpoint.
+//!
+//! One hookd process owns a SQLite database, so the store caches receivers (the trigger
+//! path reads one per request) and keeps the cache in step with its own writes.
 
 use std::{collections::HashMap, str::FromStr, time::Duration};
 
@@ -36,6 +39,33 @@ enum WriterMsg {
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: mpsc::Sender<WriterMsg>,
+    receivers: ReceiverCache,
+}
+
+/// Most receivers kept in memory; past it, an arbitrary entry makes room.
+const CACHE_CAPACITY: usize = 100_000;
+
+#[derive(Default)]
+struct ReceiverCache(std::sync::RwLock<HashMap<ReceiverId, Receiver>>);
+
+impl ReceiverCache {
+    fn get(&self, id: ReceiverId) -> Option<Receiver> {
+        self.0.read().expect("receiver cache lock").get(&id).cloned()
+    }
+
+    fn put(&self, receiver: &Receiver) {
+        let mut map = self.0.write().expect("receiver cache lock");
+        if map.len() >= CACHE_CAPACITY && !map.contains_key(&receiver.id) {
+            if let Some(victim) = map.keys().next().copied() {
+                map.remove(&victim);
+            }
+        }
+        map.insert(receiver.id, receiver.clone());
+    }
+
+    fn forget(&self, id: ReceiverId) {
+        self.0.write().expect("receiver cache lock").remove(&id);
+    }
 }
 
 impl SqliteStore {
@@ -57,7 +87,7 @@ impl SqliteStore {
         let conn = options.connect().await?;
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         tokio::spawn(Writer { conn, rx }.run());
-        Ok(Self { pool, writer: tx })
+        Ok(Self { pool, writer: tx, receivers: ReceiverCache::default() })
     }
 
     async fn write(&self, op: WriteOp) -> StoreResult<()> {
@@ -189,16 +219,24 @@ impl Store for SqliteStore {
                     format!("a receiver named {:?} already exists in project {}", r.name.as_str(), r.project)
                 })
             })?;
+        self.receivers.put(r);
         Ok(())
     }
 
     async fn receiver(&self, id: ReceiverId) -> StoreResult<Option<Receiver>> {
-        sqlx::query_as::<_, ReceiverRow>(&format!("SELECT {RECEIVER_COLUMNS} FROM receivers WHERE id = ?"))
+        if let Some(hit) = self.receivers.get(id) {
+            return Ok(Some(hit));
+        }
+        let found = sqlx::query_as::<_, ReceiverRow>(&format!("SELECT {RECEIVER_COLUMNS} FROM receivers WHERE id = ?"))
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?
             .map(ReceiverRow::into_domain)
-            .transpose()
+            .transpose()?;
+        if let Some(r) = &found {
+            self.receivers.put(r);
+        }
+        Ok(found)
     }
 
     async fn list_receivers(
@@ -241,6 +279,7 @@ impl Store for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        self.receivers.put(r);
         Ok(())
     }
 
@@ -249,6 +288,7 @@ impl Store for SqliteStore {
         let done = sqlx::query("DELETE FROM receivers WHERE id = ?").bind(id.to_string()).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM executions WHERE receiver_id = ?").bind(id.to_string()).execute(&mut *tx).await?;
         tx.commit().await?;
+        self.receivers.forget(id);
         Ok(done.rows_affected() > 0)
     }
 

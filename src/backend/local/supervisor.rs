@@ -3,6 +3,9 @@
 //! The task owns every child of its service, so no lock guards the process table: scale
 //! changes arrive on a `watch` channel, exits and grace timeouts on an event channel.
 //! Replica numbers run 1..=desired; scaling down stops the highest numbers first.
+//! Scaling up starts processes at once; a lower desired scale must hold for
+//! [`SCALE_DOWN_SETTLE`] before processes stop, so a flapping scale (up, down, up within
+//! moments) coalesces instead of forking and killing processes on every change.
 //! Each child leads its own process group (so a stop reaches its children too) and is
 //! asked to die with hookd (`PR_SET_PDEATHSIG`), so even a kill -9 of hookd leaves no orphans.
 
@@ -29,6 +32,8 @@ use crate::config::LocalServiceConfig;
 const HEALTHY_RUN: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a lower desired scale must hold before processes are stopped.
+pub const SCALE_DOWN_SETTLE: Duration = Duration::from_secs(1);
 
 pub struct ServiceSpec {
     pub name: String,
@@ -89,6 +94,8 @@ pub struct Supervisor {
     /// Processes asked to stop, by pid, with their replica number.
     stopping: HashMap<i32, u32>,
     backoff: HashMap<u32, Backoff>,
+    /// Since when the desired scale has been below the replicas running.
+    lower_since: Option<Instant>,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
 }
@@ -111,6 +118,7 @@ impl Supervisor {
             replicas: BTreeMap::new(),
             stopping: HashMap::new(),
             backoff: HashMap::new(),
+            lower_since: None,
             events_tx,
             events_rx,
         }
@@ -134,17 +142,28 @@ impl Supervisor {
         self.stop_all().await;
     }
 
-    /// Converges on the desired scale; returns when the next backed-off restart is due.
+    /// Converges on the desired scale; returns when it next needs to look again (a
+    /// backed-off restart, or the end of a scale-down settle).
     fn reconcile(&mut self) -> Option<Instant> {
         let desired = *self.desired.borrow();
-        let extra: Vec<u32> = self.replicas.range(desired + 1..).map(|(&n, _)| n).collect();
-        for n in extra.into_iter().rev() {
-            let replica = self.replicas.remove(&n).expect("listed above");
-            self.terminate(n, replica.pid);
-        }
-        self.backoff.retain(|&n, _| n <= desired);
         let now = Instant::now();
         let mut next_restart: Option<Instant> = None;
+        let extra: Vec<u32> = self.replicas.range(desired + 1..).map(|(&n, _)| n).collect();
+        if extra.is_empty() {
+            self.lower_since = None;
+        } else {
+            let since = *self.lower_since.get_or_insert(now);
+            if now >= since + SCALE_DOWN_SETTLE {
+                for n in extra.into_iter().rev() {
+                    let replica = self.replicas.remove(&n).expect("listed above");
+                    self.terminate(n, replica.pid);
+                }
+                self.lower_since = None;
+            } else {
+                next_restart = Some(since + SCALE_DOWN_SETTLE);
+            }
+        }
+        self.backoff.retain(|&n, _| n <= desired);
         for n in 1..=desired {
             if self.replicas.contains_key(&n) {
                 continue;
