@@ -9,7 +9,8 @@
    examples/load.rs (exact counts). Checks history rows == 2xx answers. For reference,
    adnanh/webhook running `true` synchronously on the same load.
 3. Memory: hookd's RSS idle, and after run 2.
-4. Store scale: trigger p99 with 1,000 and with 1,000,000 stored receivers; start-up time.
+4. Store scale: trigger p99 with 1,000 and with 1,000,000 stored receivers (steady state:
+   each start gets a warm-up pass over the receivers first); start-up time.
 """
 
 import json
@@ -94,7 +95,7 @@ class Hookd:
         self.data_dir = data_dir
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.config = os.path.join(WORK, "hookd.toml")
+        self.config = data_dir + ".toml"
         with open(self.config, "w") as f:
             f.write(f'listen = "127.0.0.1:{self.port}"\ndata_dir = "{data_dir}"\n')
             f.write('[[backend]]\nname = "local"\nkind = "local"\nstop_grace_seconds = 1\n')
@@ -182,10 +183,13 @@ def main():
             f.write("/hooks/exec\n")
         webhook_exec = load(webhook_port, exec_file, max(2000, REQUESTS // 10))
 
-        # 4. Store scale: p99 at 1,000 receivers, then with BIG_STORE.
-        small = load(hookd.port, paths_file, REQUESTS // 3)
+        # 4. Store scale: the same 1,000 receivers, alone or among BIG_STORE. Each round
+        # restarts hookd on each database in turn and lets its processes settle, so only
+        # the store's size differs; medians of the rounds, since p99 is noisy.
         hookd.stop()
-        db = sqlite3.connect(os.path.join(data_dir, "hookd.db"))
+        big_dir = os.path.join(WORK, "data-big")
+        shutil.copytree(data_dir, big_dir)
+        db = sqlite3.connect(os.path.join(big_dir, "hookd.db"))
         config = db.execute("SELECT config FROM receivers LIMIT 1").fetchone()[0]
         extra = BIG_STORE - RECEIVERS
         db.execute(
@@ -195,9 +199,24 @@ def main():
         db.commit()
         stored = db.execute("SELECT COUNT(*) FROM receivers").fetchone()[0]
         db.close()
-        startup = hookd.start()
-        big = load(hookd.port, paths_file, REQUESTS // 3)
-        hookd.stop()
+        big_hookd = Hookd(big_dir)
+        big_hookd.port = hookd.port
+        big_hookd.base = hookd.base
+        with open(big_hookd.config, "w") as f:
+            f.write(open(hookd.config).read().replace(data_dir + '"', big_dir + '"'))
+        small_runs, big_runs, startups = [], [], []
+        for _ in range(ROUNDS):
+            for server, runs in ((hookd, small_runs), (big_hookd, big_runs)):
+                took = server.start()
+                if server is big_hookd:
+                    startups.append(took)
+                time.sleep(3)
+                load(server.port, paths_file, 2 * RECEIVERS)  # warm-up: touch every receiver
+                runs.append(load(server.port, paths_file, REQUESTS // 2))
+                server.stop()
+        small = min(small_runs, key=lambda r: abs(r["p99_ms"] - statistics.median(x["p99_ms"] for x in small_runs)))
+        big = min(big_runs, key=lambda r: abs(r["p99_ms"] - statistics.median(x["p99_ms"] for x in big_runs)))
+        startup = statistics.median(startups)
     finally:
         for p in procs:
             p.terminate()
@@ -221,7 +240,7 @@ def main():
     print(f"| executed, history rows vs 2xx answers | {rows:,} rows | {ok_2xx:,} 2xx, {executed['non_2xx']} non-2xx, {executed['errors']} errors | | equal | {check(rows == ok_2xx and executed['errors'] == 0)} |")
     print(f"| RSS idle / after the executed run | {idle_rss:.1f} / {busy_rss:.1f} MB | | | idle < 20 MB | {check(idle_rss < 20)} |")
     change = big["p99_ms"] / small["p99_ms"] - 1
-    print(f"| trigger p99, {RECEIVERS:,} vs {stored:,} receivers | {small['p99_ms']:.2f} vs {big['p99_ms']:.2f} ms | | {change:+.0%} | < +20% | {check(change < 0.20)} |")
+    print(f"| trigger p99, {RECEIVERS:,} vs {stored:,} receivers (median of {ROUNDS}) | {small['p99_ms']:.2f} vs {big['p99_ms']:.2f} ms | | {change:+.0%} | < +20% | {check(change < 0.20)} |")
     print(f"| start-up with {stored:,} receivers (to /readyz) | {startup * 1000:.0f} ms | | | | |")
     print()
     print("raw:", json.dumps({"rejected": rejected, "executed": executed, "webhook_exec": webhook_exec,

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub running_replicas: Family<ServiceLabels, Gauge>,
     pub backend_latency: HistogramFamily<BackendOpLabels>,
     pub backend_errors: Family<BackendOpLabels, Counter>,
+    /// `triggers_rejected{code="invalid_token"}`, resolved once: forged tokens are the hot rejection.
+    pub invalid_tokens: Counter,
 }
 
 impl Default for Metrics {
@@ -87,6 +89,7 @@ impl Default for Metrics {
         registry.register("backend_call_duration_seconds", "Latency of calls to backends", backend_latency.clone());
         let backend_errors = Family::<BackendOpLabels, Counter>::default();
         registry.register("backend_call_errors", "Failed calls to backends", backend_errors.clone());
+        let invalid_tokens = rejected.get_or_create(&RejectLabels { code: "invalid_token" }).clone();
         Self {
             registry,
             triggers,
@@ -96,6 +99,7 @@ impl Default for Metrics {
             running_replicas,
             backend_latency,
             backend_errors,
+            invalid_tokens,
         }
     }
 }

@@ -1,15 +1,19 @@
 //! Wiring: build every part from a [`Config`] and serve until a shutdown signal.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
+use axum::{body::Body, extract::ConnectInfo, Router};
+use hyper::{body::Incoming, server::conn::http1};
+use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService};
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use crate::{
     auth,
     backend::Backends,
     config::{Config, Secret},
     engine::Engine,
-    http::{router, AppState},
+    http::{app, AppState, TokenGate},
     metrics::Metrics,
     store,
     token::TriggerKeys,
@@ -49,12 +53,49 @@ impl App {
 
     /// Serves until `shutdown` completes, then stops supervised processes and closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let app = router(self.state.clone());
-        let served = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        serve(self.listener, app(self.state.clone()), shutdown).await;
         self.state.backends.shutdown().await;
         self.state.store.close().await;
-        Ok(served?)
+        Ok(())
+    }
+}
+
+/// Longest wait for open connections to finish their requests at shutdown.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// HTTP/1.1 straight on hyper: hookd needs no HTTP/2 detection and no upgrades, and both
+/// cost something on every trigger. Each connection's requests carry its peer address.
+async fn serve(listener: TcpListener, app: TokenGate<Router>, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = app.clone().map_request(move |req: axum::http::Request<Incoming>| {
+            let mut req = req.map(Body::new);
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        });
+        let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+        tracing::warn!("some connections were still open after {} s; closing them", DRAIN.as_secs());
     }
 }

@@ -127,8 +127,9 @@ struct ErrorBody<'a> {
     extra: &'a Map<String, Value>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The JSON body this error answers with.
+    pub fn body(&self) -> Vec<u8> {
         let body = ErrorBody {
             kind: "error",
             status: self.status.as_u16(),
@@ -137,7 +138,13 @@ impl IntoResponse for ApiError {
             field: self.field.as_deref(),
             extra: &self.extra,
         };
-        let bytes = serde_json::to_vec(&body).expect("error bodies serialize");
+        serde_json::to_vec(&body).expect("error bodies serialize")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let bytes = self.body();
         let mut response = (self.status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes)
             .into_response();
         let headers = response.headers_mut();

@@ -28,6 +28,7 @@ use tower_http::{
 use tracing::Level;
 
 pub use error::ApiError;
+pub use trigger::TokenGate;
 
 use crate::{
     auth::Caller,
@@ -89,7 +90,8 @@ impl AppState {
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const TRIGGER_PATH: &str = "/v1-webhooks/endpoint";
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// The routes and their middleware. Serve [`app`], which puts the trigger gate in front.
+fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/v1-webhooks", get(ops::api_root))
         .route("/v1-webhooks/schemas", get(schemas::list))
@@ -137,6 +139,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             .layer(trace)
             .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
     )
+}
+
+/// The whole HTTP application: the router behind the trigger gate, which refuses a forged
+/// trigger token before routing, ids, spans or handlers.
+pub fn app(state: Arc<AppState>) -> TokenGate<Router> {
+    TokenGate::new(router(state.clone()), state)
 }
 
 /// Request ids `<process prefix>-<sequence>`: unique per process, and far cheaper than a

@@ -1,34 +1,39 @@
 //! `POST /v1-webhooks/endpoint`: the trigger URL.
 //!
-//! Order matters: the token is verified (one HMAC, no store access) before the body is
-//! read or the store is touched, so forged tokens are cheap to refuse.
+//! Order matters: [`TokenGate`] verifies the token (one HMAC, no store access) before the
+//! request is routed, logged or given an id, so forged tokens are as cheap to refuse as a
+//! bare HTTP request; only then is the body read and the store touched.
 
 use std::{net::SocketAddr, sync::Arc};
 
+use std::convert::Infallible;
+
 use axum::{
     extract::{ConnectInfo, RawQuery, Request, State},
-    http::{header, HeaderMap, StatusCode},
+    http::{header, HeaderMap, Method, StatusCode},
     response::{IntoResponse, Response},
-    Json,
+    Extension, Json,
 };
+use futures_util::future::{ready, Either, Ready};
 use std::borrow::Cow;
+use tower::Service;
 
 use super::{
     extract::{bearer_token, read_body},
     wire::TriggerOut,
     ApiError, AppState,
 };
-use crate::{domain::Outcome, engine::TriggerRequest, payload};
+use crate::{domain::Outcome, engine::TriggerRequest, payload, token::TriggerClaims};
 
 /// The trigger's query parameters, borrowed from the URL when nothing in them is escaped.
 #[derive(Default)]
-struct TriggerQuery<'a> {
+pub(super) struct TriggerQuery<'a> {
     token: Option<Cow<'a, str>>,
     dry_run: Option<Cow<'a, str>>,
 }
 
 impl<'a> TriggerQuery<'a> {
-    fn parse(query: Option<&'a str>) -> Self {
+    pub(super) fn parse(query: Option<&'a str>) -> Self {
         let mut parsed = Self::default();
         for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match key.as_ref() {
@@ -73,26 +78,84 @@ fn reject(state: &AppState, error: ApiError) -> ApiError {
     error
 }
 
+/// Why the gate refused a trigger request.
+enum Refusal {
+    NoToken,
+    InvalidToken,
+}
+
+/// Verifies the trigger token of a request, before any routing or logging.
+fn verify(state: &AppState, req: &Request) -> Result<TriggerClaims, Refusal> {
+    let query = TriggerQuery::parse(req.uri().query());
+    let token = query.token.as_deref().or_else(|| bearer_token(req.headers())).ok_or(Refusal::NoToken)?;
+    state.keys.verify(token).map_err(|_| Refusal::InvalidToken)
+}
+
+/// The answer to a forged token, serialized once: this is the path an attacker hammers.
+fn invalid_token() -> Response {
+    static BODY: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
+    let body =
+        BODY.get_or_init(|| ApiError::forbidden("invalid_token", "the trigger token is not valid").body().into());
+    (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
+}
+
+/// Refuses trigger requests whose token is missing or invalid, in front of the router,
+/// and hands the verified claims to the handler.
+#[derive(Clone)]
+pub struct TokenGate<S> {
+    inner: S,
+    state: Arc<AppState>,
+}
+
+impl<S> TokenGate<S> {
+    pub fn new(inner: S, state: Arc<AppState>) -> Self {
+        Self { inner, state }
+    }
+}
+
+impl<S> Service<Request> for TokenGate<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        if req.uri().path() == super::TRIGGER_PATH && req.method() == Method::POST {
+            match verify(&self.state, &req) {
+                Ok(claims) => {
+                    req.extensions_mut().insert(claims);
+                }
+                Err(Refusal::InvalidToken) => {
+                    self.state.metrics.invalid_tokens.inc();
+                    return Either::Left(ready(Ok(invalid_token())));
+                }
+                Err(Refusal::NoToken) => {
+                    let error = ApiError::unauthorized(
+                        "a trigger needs its token: POST to the receiver's trigger URL (…/endpoint?token=…)",
+                    );
+                    return Either::Left(ready(Ok(reject(&self.state, error).into_response())));
+                }
+            }
+        }
+        Either::Right(self.inner.call(req))
+    }
+}
+
 pub async fn trigger(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(claims): Extension<TriggerClaims>,
     RawQuery(q): RawQuery,
     request: Request,
 ) -> Result<Response, ApiError> {
     let query = TriggerQuery::parse(q.as_deref());
     let (parts, body) = request.into_parts();
-    let token = query.token.as_deref().or_else(|| bearer_token(&parts.headers)).ok_or_else(|| {
-        reject(
-            &state,
-            ApiError::unauthorized(
-                "a trigger needs its token: POST to the receiver's trigger URL (…/endpoint?token=…)",
-            ),
-        )
-    })?;
-    let claims = state
-        .keys
-        .verify(token)
-        .map_err(|_| reject(&state, ApiError::forbidden("invalid_token", "the trigger token is not valid")))?;
     let dry_run = dry_run(query.dry_run.as_deref()).map_err(|e| reject(&state, e))?;
     let body = read_body(body, state.max_body_bytes).await.map_err(|e| reject(&state, e))?;
     let payload =

@@ -128,8 +128,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Desired scales the local backend persisted, by service name.
     async fn local_scales(&self, backend: &str) -> StoreResult<HashMap<String, u32>>;
-    /// Persists a local service's desired scale durably before returning.
+    /// Queues a local service's desired scale. Writes commit in order, so it is durable no
+    /// later than the next write this store acknowledges (a trigger's execution record).
     async fn set_local_scale(&self, backend: &str, service: &str, scale: u32) -> StoreResult<()>;
+    /// Returns once every write queued before it is durable.
+    async fn flush(&self) -> StoreResult<()>;
 
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;

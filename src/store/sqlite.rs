@@ -28,13 +28,25 @@ const MAX_BATCH: usize = 1024;
 
 enum WriteOp {
     Execution(Execution),
-    LocalScale { backend: String, service: String, scale: u32 },
+    LocalScale {
+        backend: String,
+        service: String,
+        scale: u32,
+    },
+    /// Nothing to write: its acknowledgement says everything queued before it is durable.
+    Barrier,
 }
 
+/// A write, and who wants to hear it committed (nobody, for a queued write).
+type Ack = Option<oneshot::Sender<StoreResult<()>>>;
+
 enum WriterMsg {
-    Write(WriteOp, oneshot::Sender<StoreResult<()>>),
+    Write(WriteOp, Ack),
     Close(oneshot::Sender<()>),
 }
+
+/// How often the WAL is checkpointed, off the commit path.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -76,6 +88,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-16000")
+            // Checkpoints run in a background task: inside a commit they stall every trigger queued behind it.
+            .pragma("wal_autocheckpoint", "0")
             .disable_statement_logging();
         if let Some(parent) = options.get_filename().parent() {
             if !parent.as_os_str().is_empty() {
@@ -87,13 +101,34 @@ impl SqliteStore {
         let conn = options.connect().await?;
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         tokio::spawn(Writer { conn, rx }.run());
+        tokio::spawn(checkpoints(pool.clone()));
         Ok(Self { pool, writer: tx, receivers: ReceiverCache::default() })
     }
 
     async fn write(&self, op: WriteOp) -> StoreResult<()> {
         let (ack, done) = oneshot::channel();
-        self.writer.send(WriterMsg::Write(op, ack)).await.map_err(|_| StoreError::WriterGone)?;
+        self.writer.send(WriterMsg::Write(op, Some(ack))).await.map_err(|_| StoreError::WriterGone)?;
         done.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    async fn queue(&self, op: WriteOp) -> StoreResult<()> {
+        self.writer.send(WriterMsg::Write(op, None)).await.map_err(|_| StoreError::WriterGone)
+    }
+}
+
+/// Keeps the WAL short without blocking writers (PASSIVE never waits for them).
+async fn checkpoints(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            if !pool.is_closed() {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        }
     }
 }
 
@@ -126,7 +161,7 @@ impl Writer {
         }
     }
 
-    async fn commit(&mut self, batch: &mut Vec<(WriteOp, oneshot::Sender<StoreResult<()>>)>) {
+    async fn commit(&mut self, batch: &mut Vec<(WriteOp, Ack)>) {
         if batch.is_empty() {
             return;
         }
@@ -134,13 +169,25 @@ impl Writer {
         match write_all(&mut self.conn, &ops).await {
             Ok(()) => {
                 for (_, ack) in batch.drain(..) {
-                    let _ = ack.send(Ok(()));
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Ok(()));
+                    }
                 }
             }
             // One bad write must not fail its neighbours: retry each alone for its own answer.
             Err(_) => {
                 for (op, ack) in batch.drain(..) {
-                    let _ = ack.send(write_all(&mut self.conn, &[&op]).await);
+                    let result = write_all(&mut self.conn, &[&op]).await;
+                    match ack {
+                        Some(ack) => {
+                            let _ = ack.send(result);
+                        }
+                        None => {
+                            if let Err(e) = result {
+                                tracing::error!(error = %e, "a queued write failed");
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -182,6 +229,7 @@ async fn write_all(conn: &mut SqliteConnection, ops: &[&WriteOp]) -> StoreResult
                 .execute(&mut *tx)
                 .await?;
             }
+            WriteOp::Barrier => {}
         }
     }
     tx.commit().await?;
@@ -423,7 +471,11 @@ impl Store for SqliteStore {
     }
 
     async fn set_local_scale(&self, backend: &str, service: &str, scale: u32) -> StoreResult<()> {
-        self.write(WriteOp::LocalScale { backend: backend.to_owned(), service: service.to_owned(), scale }).await
+        self.queue(WriteOp::LocalScale { backend: backend.to_owned(), service: service.to_owned(), scale }).await
+    }
+
+    async fn flush(&self) -> StoreResult<()> {
+        self.write(WriteOp::Barrier).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -436,6 +488,7 @@ impl Store for SqliteStore {
         if self.writer.send(WriterMsg::Close(done)).await.is_ok() {
             let _ = closed.await;
         }
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await;
         self.pool.close().await;
     }
 }

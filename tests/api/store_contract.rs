@@ -170,6 +170,7 @@ async fn keys_tokens_scales_contract(store: Arc<dyn Store>) {
     store.set_local_scale("local", "web", 3).await.unwrap();
     store.set_local_scale("local", "web", 5).await.unwrap();
     store.set_local_scale("other", "web", 7).await.unwrap();
+    store.flush().await.unwrap();
     let scales = store.local_scales("local").await.unwrap();
     assert_eq!(scales.get("web"), Some(&5));
     assert_eq!(scales.len(), 1);
