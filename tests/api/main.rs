@@ -8,6 +8,7 @@ mod components;
 mod concurrency;
 mod docker;
 mod docker_outage;
+mod durability;
 mod helpers;
 mod local_backend;
 mod ops;
