@@ -209,15 +209,16 @@ async fn time_from_alert_to_running_replica() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let running = chrono::Utc::now();
+    // The process may start a moment before the execution's commit lands: wait for it.
+    assert!(eventually(Duration::from_secs(5), || async { !app.executions(&up).await.is_empty() }).await);
     let history = app.executions(&up).await;
     let decided =
         chrono::DateTime::parse_from_rfc3339(history[0]["at"].as_str().unwrap()).unwrap().with_timezone(&chrono::Utc);
-    let to_hookd = (decided - injected).num_milliseconds();
-    let hookd_share = (running - decided).num_milliseconds();
+    let to_decision = (decided - injected).num_milliseconds();
     let total = (running - injected).num_milliseconds();
     eprintln!(
-        "alert to running replica: {total} ms in all; Alertmanager to hookd's recorded decision {to_hookd} ms; \
-         decision to process running {hookd_share} ms"
+        "alert injected into Alertmanager -> replica process running: {total} ms; \
+         -> hookd's decision recorded: {to_decision} ms (hookd acts, then records; either may come first)"
     );
     assert!(total < 10_000, "an alert should scale within seconds, took {total} ms");
 }
