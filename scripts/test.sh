@@ -16,6 +16,8 @@ NEEDED=(
   "dockerd:docker.io"
   "busybox:busybox-static"
   "docker-compose:docker-compose"
+  "chromium:chromium"
+  "chromedriver:chromium-driver"
 )
 
 missing=()

@@ -25,5 +25,6 @@ pub mod http;
 pub mod metrics;
 pub mod payload;
 pub mod server;
+pub mod session;
 pub mod store;
 pub mod token;

@@ -43,6 +43,7 @@ impl App {
             metrics,
             public_url: config.public_url.clone(),
             max_body_bytes: config.max_body_bytes,
+            sessions: Default::default(),
         });
         Ok(Self { state, listener, generated_admin_token })
     }

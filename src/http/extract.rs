@@ -10,7 +10,10 @@ use axum::{
 use serde::de::DeserializeOwned;
 
 use super::{error::ApiError, AppState};
-use crate::auth::{hash_token, Caller};
+use crate::{
+    auth::{hash_token, Caller},
+    session,
+};
 
 /// A JSON body: `Content-Type` must be JSON (parameters such as `charset` allowed) or absent;
 /// over-limit bodies get 413; syntax and type errors get 400 naming the offending path.
@@ -94,10 +97,31 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
+    /// A bearer API token, or the web UI's session cookie (with its CSRF header on any
+    /// request that changes something).
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        let token = bearer_token(&parts.headers)
+        if let Some(token) = bearer_token(&parts.headers) {
+            let found = state.store.api_token_by_hash(&hash_token(token)).await?;
+            return found
+                .map(|token| Caller { token })
+                .ok_or_else(|| ApiError::unauthorized("the API token is not valid"));
+        }
+        let session = parts
+            .headers
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(session::cookie_value)
+            .and_then(|id| state.sessions.get(id))
             .ok_or_else(|| ApiError::unauthorized("this API needs an API token: send Authorization: Bearer <token>"))?;
-        let found = state.store.api_token_by_hash(&hash_token(token)).await?;
-        found.map(|token| Caller { token }).ok_or_else(|| ApiError::unauthorized("the API token is not valid"))
+        if !parts.method.is_safe() {
+            let csrf = parts.headers.get(session::CSRF_HEADER).and_then(|v| v.to_str().ok());
+            if csrf != Some(session.csrf.as_str()) {
+                return Err(ApiError::forbidden(
+                    "csrf",
+                    "this request lacks the session's CSRF token; reload the page",
+                ));
+            }
+        }
+        Ok(Caller { token: session.token })
     }
 }

@@ -10,6 +10,7 @@ mod ops;
 mod receivers;
 mod schemas;
 mod trigger;
+mod ui;
 mod wire;
 
 use std::sync::Arc;
@@ -50,6 +51,7 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Largest request body read, in bytes.
     pub max_body_bytes: usize,
+    pub sessions: crate::session::Sessions,
 }
 
 impl AppState {
@@ -105,6 +107,11 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1-webhooks/receivers/{id}/alertmanager-config", get(alertmanager_config::get))
         .route("/v1-webhooks/services", get(ops::services))
         .route(TRIGGER_PATH, post(trigger::trigger).get(trigger::get_not_allowed))
+        .route("/", get(ui::root))
+        .route("/ui/", get(ui::index))
+        .route("/ui/app.js", get(ui::app_js))
+        .route("/ui/app.css", get(ui::app_css))
+        .route("/ui/session", get(ui::whoami).post(ui::sign_in).delete(ui::sign_out))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

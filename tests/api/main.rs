@@ -15,3 +15,4 @@ mod ops;
 mod receivers;
 mod store_contract;
 mod trigger;
+mod ui;

@@ -1,0 +1,105 @@
+//! The web UI: static assets embedded in the binary (no CDN, works offline) and the
+//! sign-in endpoints that turn an API token into a session cookie.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+    Json,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{extract::JsonBody, ApiError, AppState};
+use crate::{
+    auth::hash_token,
+    session::{cookie_value, Session, COOKIE, LIFETIME},
+};
+
+const INDEX: &str = include_str!("../../ui/index.html");
+const APP_JS: &str = include_str!("../../ui/app.js");
+const APP_CSS: &str = include_str!("../../ui/app.css");
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, content_type),
+        (header::CACHE_CONTROL, "no-cache"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    (headers, body).into_response()
+}
+
+pub async fn root() -> Redirect {
+    Redirect::to("/ui/")
+}
+
+pub async fn index() -> Response {
+    let mut response = asset("text/html; charset=utf-8", INDEX);
+    // Everything the page loads comes from hookd itself.
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
+    );
+    response
+}
+
+pub async fn app_js() -> Response {
+    asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+pub async fn app_css() -> Response {
+    asset("text/css; charset=utf-8", APP_CSS)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    token: String,
+}
+
+fn session_json(session: &Session) -> serde_json::Value {
+    json!({
+        "csrf": session.csrf,
+        "role": session.token.role.as_str(),
+        "project": session.token.project.as_ref().map(|p| p.as_str()),
+    })
+}
+
+pub async fn sign_in(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<SignIn>,
+) -> Result<Response, ApiError> {
+    let token = state
+        .store
+        .api_token_by_hash(&hash_token(body.token.trim()))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("this API token is not valid").with_field("token"))?;
+    let (id, session) = state.sessions.open(token);
+    let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", LIFETIME.as_secs());
+    Ok(([(header::SET_COOKIE, cookie)], Json(session_json(&session))).into_response())
+}
+
+fn current(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
+    let id = cookie_value(headers.get(header::COOKIE)?.to_str().ok()?)?;
+    state.sessions.get(id).map(|s| (id.to_owned(), s))
+}
+
+pub async fn whoami(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    current(&state, &headers)
+        .map(|(_, s)| Json(session_json(&s)))
+        .ok_or_else(|| ApiError::unauthorized("not signed in"))
+}
+
+pub async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some((id, _)) = current(&state, &headers) {
+        state.sessions.close(&id);
+    }
+    let expired = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)]).into_response()
+}

@@ -1,0 +1,258 @@
+//! The web UI in a real headless Chromium, driven through WebDriver (chromedriver):
+//! sign in, add a receiver, copy its URL, trigger it, watch history and scale, clone, edit,
+//! disable, delete. Screenshots of the main pages go to target/ui-screenshots/.
+
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::{
+    components::{available, free_port},
+    helpers::{eventually, read, spawn_app, TestApp},
+};
+
+struct Browser {
+    client: Client,
+    _driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+async fn browser() -> Browser {
+    let port = free_port();
+    let driver = tokio::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver starts");
+    let http = reqwest::Client::new();
+    let status = format!("http://127.0.0.1:{port}/status");
+    assert!(eventually(Duration::from_secs(20), || async { http.get(&status).send().await.is_ok() }).await);
+    let profile = tempfile::tempdir().unwrap();
+    let capabilities = json!({"goog:chromeOptions": {
+        "binary": "/usr/bin/chromium",
+        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1280,860", format!("--user-data-dir={}", profile.path().display())]}});
+    let Value::Object(capabilities) = capabilities else { unreachable!() };
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = ClientBuilder::new(connector)
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session");
+    Browser { client, _driver: driver, _profile: profile }
+}
+
+async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(selector))
+        .await
+        .unwrap_or_else(|e| panic!("{selector}: {e}"))
+}
+
+/// Waits until the page's text contains `needle`.
+async fn text_appears(c: &Client, needle: &str) {
+    let found = eventually(Duration::from_secs(10), || async { text_of(c, "main").await.contains(needle) }).await;
+    let text = text_of(c, "main").await;
+    assert!(found, "{needle:?} did not appear; the page says:\n{text}");
+}
+
+/// The text of the element at `selector` now, or "" (absent, or re-rendered under us).
+async fn text_of(c: &Client, selector: &str) -> String {
+    match c.find(Locator::Css(selector)).await {
+        Ok(element) => element.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+async fn set(c: &Client, selector: &str, value: &str) {
+    let input = css(c, selector).await;
+    input.clear().await.unwrap();
+    input.send_keys(value).await.unwrap();
+}
+
+async fn receivers(app: &TestApp) -> Vec<Value> {
+    app.get("/v1-webhooks/receivers").await.1["data"].as_array().unwrap().clone()
+}
+
+async fn open_menu_item(c: &Client, receiver: &str, item: &str) {
+    let row = css(c, &format!("tr[data-name='{receiver}']")).await;
+    row.find(Locator::Css("details.menu summary")).await.unwrap().click().await.unwrap();
+    row.find(Locator::Css(&format!("[data-test='menu-{item}']"))).await.unwrap().click().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhooks_flow_in_chromium() {
+    if !available("chromium") || !available("chromedriver") {
+        return;
+    }
+    let app = spawn_app().await;
+    let b = browser().await;
+    let c = &b.client;
+
+    c.goto(&format!("{}/", app.base)).await.unwrap();
+    set(c, "#f-token", "not-a-token").await;
+    css(c, "form[data-test=sign-in] button").await.click().await.unwrap();
+    text_appears(c, "not valid").await;
+    set(c, "#f-token", &app.token).await;
+    css(c, "form[data-test=sign-in] button").await.click().await.unwrap();
+    css(c, "[data-test=empty]").await;
+    text_appears(c, "A receiver hook is a URL").await;
+    screenshot(c, "empty").await;
+
+    // Add Receiver through the form.
+    css(c, "[data-test=add-receiver]").await.click().await.unwrap();
+    set(c, "#f-name", "web-up").await;
+    css(c, "#f-serviceId option[value=web]").await.click().await.unwrap();
+    set(c, "#f-max", "5").await;
+    css(c, "[data-test=save]").await.click().await.unwrap();
+    text_appears(c, "Scale up web by 1, between 1 and 5").await;
+    text_appears(c, "No triggers yet.").await;
+
+    // The list: State, Name, Kind, Detail, Trigger URL with a copy button.
+    c.goto(&format!("{}/ui/#/receivers", app.base)).await.unwrap();
+    let row = css(c, "tr[data-name='web-up']").await;
+    let row_text = row.text().await.unwrap();
+    assert!(row_text.contains("active") && row_text.contains("Scale a Service"), "{row_text}");
+    let url = row.find(Locator::Css("[data-test=trigger-url]")).await.unwrap().prop("value").await.unwrap().unwrap();
+    assert!(url.contains("/v1-webhooks/endpoint?token="), "{url}");
+    row.find(Locator::Css("[data-test=copy]")).await.unwrap().click().await.unwrap();
+    text_appears(c, "Copied").await;
+
+    // Trigger it from outside; the receiver page shows the history row without a reload.
+    let (status, answer) = app.trigger(&url).await;
+    assert_eq!((status, answer["to"].as_u64()), (StatusCode::OK, Some(2)));
+    let id = receivers(&app).await[0]["id"].as_str().unwrap().to_owned();
+    c.goto(&format!("{}/ui/#/receivers/{id}", app.base)).await.unwrap();
+    text_appears(c, "1 → 2").await;
+    css(c, "[data-test=send-test]").await.click().await.unwrap();
+    text_appears(c, "2 → 3").await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            c.find_all(Locator::Css("[data-test=history-row]")).await.map(|r| r.len()).unwrap_or(0) == 2
+        })
+        .await
+    );
+    text_appears(c, "hookd-web-up").await;
+    screenshot(c, "receiver").await;
+
+    // Services: the new scale, live.
+    c.goto(&format!("{}/ui/#/services", app.base)).await.unwrap();
+    let scale = css(c, "tr[data-service=web] [data-test=scale]").await;
+    assert_eq!(scale.text().await.unwrap(), "3");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            text_of(c, "tr[data-service=web] [data-test=running]").await == "3"
+        })
+        .await
+    );
+    screenshot(c, "services").await;
+
+    // Clone keeps the Kind and the config (Rancher's clone forgot the Kind).
+    c.goto(&format!("{}/ui/#/receivers", app.base)).await.unwrap();
+    open_menu_item(c, "web-up", "clone").await;
+    assert_eq!(css(c, "#f-driver").await.prop("value").await.unwrap().as_deref(), Some("scaleService"));
+    assert_eq!(css(c, "#f-serviceId").await.prop("value").await.unwrap().as_deref(), Some("web"));
+    assert_eq!(css(c, "#f-name").await.prop("value").await.unwrap().as_deref(), Some("web-up-copy"));
+    css(c, "[data-test=save]").await.click().await.unwrap();
+    text_appears(c, "Scale up web by 1, between 1 and 5").await;
+    let all = receivers(&app).await;
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1]["scaleServiceConfig"]["max"], 5);
+    assert_ne!(all[0]["url"], all[1]["url"]);
+
+    // Edit: a validation error shows next to its field, then a valid change saves.
+    c.goto(&format!("{}/ui/#/receivers/{id}/edit", app.base)).await.unwrap();
+    set(c, "#f-max", "1").await;
+    css(c, "[data-test=save]").await.click().await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            text_of(c, "[data-error-for=max]").await.contains("greater than min")
+        })
+        .await
+    );
+    set(c, "#f-max", "8").await;
+    css(c, "[data-test=save]").await.click().await.unwrap();
+    text_appears(c, "between 1 and 8").await;
+    assert_eq!(receivers(&app).await[0]["url"].as_str(), Some(url.as_str()), "editing keeps the URL");
+
+    // Disable, then delete with confirmation.
+    c.goto(&format!("{}/ui/#/receivers", app.base)).await.unwrap();
+    open_menu_item(c, "web-up", "disable").await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            text_of(c, "tr[data-name='web-up']").await.contains("inactive")
+        })
+        .await
+    );
+    screenshot(c, "receiver-hooks").await;
+    open_menu_item(c, "web-up", "delete").await;
+    c.accept_alert().await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || async { receivers(&app).await.len() == 1 }).await);
+    let (status, _) = app.trigger(&url).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the deleted receiver's URL is revoked");
+
+    // A phone-sized window keeps the page usable.
+    c.set_window_size(390, 800).await.unwrap();
+    c.goto(&format!("{}/ui/#/receivers", app.base)).await.unwrap();
+    css(c, "tr[data-name='web-up-copy']").await;
+    screenshot(c, "receiver-hooks-phone").await;
+    let _ = b.client.close().await;
+}
+
+#[tokio::test]
+async fn sessions_need_the_csrf_token_to_change_anything() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+    let response =
+        http.post(format!("{}/ui/session", app.base)).json(&json!({"token": app.token})).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let session_cookie = cookie.split(';').next().unwrap().to_owned();
+    let (_, body) = read(response).await;
+    let csrf = body["csrf"].as_str().unwrap().to_owned();
+
+    let list =
+        http.get(format!("{}/v1-webhooks/receivers", app.base)).header("cookie", &session_cookie).send().await.unwrap();
+    assert_eq!(list.status(), StatusCode::OK, "reading needs only the cookie");
+    let receiver =
+        json!({"name": "x", "driver": "scaleService", "scaleServiceConfig": {"serviceId": "web", "action": "up"}});
+    let forged = http
+        .post(format!("{}/v1-webhooks/receivers", app.base))
+        .header("cookie", &session_cookie)
+        .json(&receiver)
+        .send()
+        .await
+        .unwrap();
+    let (status, err) = read(forged).await;
+    assert_eq!((status, err["code"].as_str()), (StatusCode::FORBIDDEN, Some("csrf")), "{err}");
+    let real = http
+        .post(format!("{}/v1-webhooks/receivers", app.base))
+        .header("cookie", &session_cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&receiver)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(real.status(), StatusCode::CREATED);
+    let out = http.delete(format!("{}/ui/session", app.base)).header("cookie", &session_cookie).send().await.unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    let after =
+        http.get(format!("{}/v1-webhooks/receivers", app.base)).header("cookie", &session_cookie).send().await.unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED, "signed out");
+    let page = http.get(format!("{}/", app.base)).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("/ui/app.js"), "/ redirects to the UI");
+}

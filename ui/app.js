@@ -1,0 +1,359 @@
+// hookd web UI: the seeds' "API → Webhooks" flow. No framework and no build step.
+// Every piece of data reaches the page through textContent, never innerHTML.
+"use strict";
+
+const session = { csrf: null, role: null };
+let timers = [];
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "text") el.textContent = value;
+    else el.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+class ApiError extends Error {
+  constructor(body, status) {
+    super(body.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = body.code;
+    this.field = body.field;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET") headers["X-CSRF-Token"] = session.csrf || "";
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (response.status === 401 && !path.startsWith("/ui/session")) {
+    session.csrf = null;
+    location.hash = "#/signin";
+    throw new ApiError({ message: "Please sign in." }, 401);
+  }
+  const text = await response.text();
+  const data = text ? (response.headers.get("content-type") || "").includes("json") ? JSON.parse(text) : text : null;
+  if (!response.ok) throw new ApiError(data || {}, response.status);
+  return data;
+}
+
+const KINDS = { scaleService: "Scale a Service" };
+
+function main() {
+  return document.getElementById("main");
+}
+
+function show(...nodes) {
+  const m = main();
+  m.replaceChildren(...nodes);
+}
+
+function every(ms, fn) {
+  timers.push(setInterval(fn, ms));
+}
+
+function badge(text, kind) {
+  return h("span", { class: `badge ${kind || text}`, text });
+}
+
+function copyField(url, label) {
+  const input = h("input", { type: "text", readonly: true, value: url, "aria-label": label || "Trigger URL", "data-test": "trigger-url" });
+  input.addEventListener("focus", () => input.select());
+  const button = h("button", { type: "button", class: "btn secondary small", text: "Copy", "data-test": "copy" });
+  button.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(url);
+    } catch {
+      input.select();
+      document.execCommand("copy");
+    }
+    button.textContent = "Copied";
+    setTimeout(() => (button.textContent = "Copy"), 1500);
+  });
+  return h("div", { class: "url" }, input, button);
+}
+
+function errorBox(err) {
+  return h("div", { class: "alert", role: "alert", "data-test": "error", text: err.message });
+}
+
+async function act(receiver, action, confirmText) {
+  if (confirmText && !confirm(confirmText)) return;
+  try {
+    if (action === "delete") {
+      await api("DELETE", `/v1-webhooks/receivers/${receiver.id}`);
+      location.hash = "#/receivers";
+    } else {
+      await api("POST", `/v1-webhooks/receivers/${receiver.id}?action=${action}`);
+    }
+    route();
+  } catch (err) {
+    main().prepend(errorBox(err));
+  }
+}
+
+function optionsMenu(r) {
+  const item = (text, onclick, cls) => h("button", { type: "button", class: cls, text, onclick, "data-test": `menu-${text.toLowerCase().replace(/\W+/g, "-")}` });
+  const readOnly = session.role === "read-only";
+  return h("details", { class: "menu" },
+    h("summary", { "aria-label": `Options for ${r.name}`, text: "⋯" }),
+    h("div", { class: "items", role: "menu" },
+      item("View", () => (location.hash = `#/receivers/${r.id}`)),
+      !readOnly && item("Clone", () => (location.hash = `#/receivers/new?clone=${r.id}`)),
+      !readOnly && item("Edit", () => (location.hash = `#/receivers/${r.id}/edit`)),
+      !readOnly && item(r.enabled ? "Disable" : "Enable", () => act(r, r.enabled ? "disable" : "enable")),
+      !readOnly && item("Regenerate URL", () => act(r, "regenerateUrl", `Regenerate the trigger URL of "${r.name}"? The old URL stops working at once.`)),
+      !readOnly && item("Delete", () => act(r, "delete", `Delete "${r.name}"? Its trigger URL stops working at once.`), "danger"),
+    ));
+}
+
+async function receiversPage() {
+  const page = await api("GET", "/v1-webhooks/receivers?limit=1000");
+  const add = session.role !== "read-only" && h("a", { class: "btn", href: "#/receivers/new", "data-test": "add-receiver", text: "Add Receiver" });
+  const head = h("div", { class: "head" }, h("h1", { text: "Receiver Hooks" }), add);
+  if (page.data.length === 0) {
+    show(head, h("section", { class: "panel empty", "data-test": "empty" },
+      h("h2", { text: "No receiver hooks yet" }),
+      h("p", { class: "muted", text: "A receiver hook is a URL that runs an action when something POSTs to it: scale a service up or down when Prometheus fires an alert through Alertmanager, or when CI or a person with curl asks." }),
+      add));
+    return;
+  }
+  const rows = page.data.map((r) => h("tr", { "data-test": "receiver-row", "data-name": r.name },
+    h("td", {}, badge(r.state)),
+    h("td", { class: "name", title: r.name }, h("a", { href: `#/receivers/${r.id}`, text: r.name })),
+    h("td", { class: "hide-sm", text: KINDS[r.driver] || r.driver }),
+    h("td", { class: "detail", text: r.description }),
+    h("td", {}, r.url ? copyField(r.url, `Trigger URL of ${r.name}`) : h("span", { class: "muted", text: "hidden (read-only)" })),
+    h("td", {}, optionsMenu(r))));
+  show(head, h("section", { class: "panel" }, h("div", { class: "table-wrap" }, h("table", {},
+    h("thead", {}, h("tr", {}, ["State", "Name", "Kind", "Detail", "Trigger URL", ""].map((t, i) => h("th", { class: i === 2 ? "hide-sm" : null, text: t })))),
+    h("tbody", {}, rows)))));
+}
+
+function field(name, label, input, hint) {
+  return h("div", { class: "field", "data-field": name },
+    h("label", { for: `f-${name}`, text: label }), input,
+    hint && h("span", { class: "hint", text: hint }),
+    h("span", { class: "error", "data-error-for": name, "aria-live": "polite" }));
+}
+
+function numberInput(name, value, min) {
+  return h("input", { type: "number", id: `f-${name}`, name, value: value ?? "", min: min ?? 0, step: 1, inputmode: "numeric" });
+}
+
+async function formPage(id, cloneId) {
+  const services = (await api("GET", "/v1-webhooks/services")).data;
+  const source = id || cloneId ? await api("GET", `/v1-webhooks/receivers/${id || cloneId}`) : null;
+  const c = source ? source.scaleServiceConfig : { action: "up", amount: 1, min: 1, max: 10, cooldownUpSeconds: 0, cooldownDownSeconds: 300, dedupSeconds: 600, onResolved: "ignore" };
+  const editing = Boolean(id);
+  const name = h("input", { type: "text", id: "f-name", name: "name", required: true, maxlength: 128, placeholder: "e.g. scale-web", value: editing ? source.name : cloneId ? `${source.name}-copy` : "" });
+  const kind = h("select", { id: "f-driver", name: "driver", disabled: editing },
+    Object.entries(KINDS).map(([value, text]) => h("option", { value, text, selected: (source?.driver || "scaleService") === value })));
+  const radio = (value, text) => h("label", {}, h("input", { type: "radio", name: "action", value, checked: c.action === value }), ` ${text}`);
+  const action = h("div", { class: "field", "data-field": "action" },
+    h("fieldset", {}, h("legend", { class: "sr", text: "Action" }), radio("up", "Scale Up"), radio("down", "Scale Down")),
+    h("span", { class: "error", "data-error-for": "action" }));
+  const service = h("select", { id: "f-serviceId", name: "serviceId", required: true },
+    h("option", { value: "", text: "Choose a service" }),
+    services.map((s) => h("option", { value: s.id, selected: c.serviceId === s.id, text: `${s.name} (scale ${s.scale})` })));
+  const onResolved = h("select", { id: "f-onResolved", name: "onResolved" },
+    h("option", { value: "ignore", text: "Ignore (recommended)", selected: c.onResolved === "ignore" }),
+    h("option", { value: "reverse", text: "Reverse one step", selected: c.onResolved === "reverse" }));
+  const form = h("form", { class: "grid", novalidate: true, "data-test": "receiver-form" },
+    field("name", "Name", name),
+    field("driver", "Kind", kind),
+    h("div", { class: "field" }, h("label", { text: "Action" }), action),
+    field("serviceId", "Target Service", service),
+    field("amount", "By", numberInput("amount", c.amount, 1), "Containers added or removed per trigger"),
+    field("min", "Minimum Scale", numberInput("min", c.min, 1)),
+    field("max", "Maximum Scale", numberInput("max", c.max, 2)),
+    field("cooldownUpSeconds", "Cooldown up (s)", numberInput("cooldownUpSeconds", c.cooldownUpSeconds), "Wait after this receiver's last change"),
+    field("cooldownDownSeconds", "Cooldown down (s)", numberInput("cooldownDownSeconds", c.cooldownDownSeconds)),
+    field("onResolved", "On resolved alerts", onResolved),
+    field("dedupSeconds", "Duplicate window (s)", numberInput("dedupSeconds", c.dedupSeconds), "A notification already acted on within it is skipped"),
+    h("div", { class: "actions field wide" },
+      h("button", { type: "submit", class: "btn", "data-test": "save", text: editing ? "Save" : "Create" }),
+      h("a", { class: "btn secondary", href: editing ? `#/receivers/${id}` : "#/receivers", text: "Cancel" })));
+  const alertSlot = h("div", {});
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    alertSlot.replaceChildren();
+    form.querySelectorAll(".field.invalid").forEach((f) => f.classList.remove("invalid"));
+    form.querySelectorAll("[data-error-for]").forEach((e) => (e.textContent = ""));
+    const value = (n) => form.elements[n].value;
+    const int = (n) => (value(n) === "" ? undefined : Number(value(n)));
+    const body = {
+      name: value("name"), driver: kind.value,
+      scaleServiceConfig: {
+        serviceId: value("serviceId") || undefined, action: form.querySelector("input[name=action]:checked")?.value,
+        amount: int("amount"), min: int("min"), max: int("max"), cooldownUpSeconds: int("cooldownUpSeconds"),
+        cooldownDownSeconds: int("cooldownDownSeconds"), dedupSeconds: int("dedupSeconds"), onResolved: value("onResolved"),
+      },
+    };
+    try {
+      const saved = editing
+        ? await api("PUT", `/v1-webhooks/receivers/${id}`, body)
+        : await api("POST", "/v1-webhooks/receivers", body);
+      location.hash = `#/receivers/${saved.id}`;
+    } catch (err) {
+      const key = (err.field || "").replace("scaleServiceConfig.", "");
+      const slot = key && form.querySelector(`[data-error-for="${key}"]`);
+      if (slot) {
+        slot.textContent = err.message;
+        slot.closest(".field").classList.add("invalid");
+        form.elements[key]?.focus?.();
+      } else {
+        alertSlot.replaceChildren(errorBox(err));
+      }
+    }
+  });
+  const title = editing ? `Edit ${source.name}` : cloneId ? `Clone ${source.name}` : "Add Receiver";
+  show(h("div", { class: "head" }, h("h1", { text: title })), alertSlot, h("section", { class: "panel" }, form));
+  name.focus();
+}
+
+function historyTable(executions) {
+  if (executions.length === 0) return h("p", { class: "muted", "data-test": "no-history", text: "No triggers yet." });
+  return h("div", { class: "table-wrap" }, h("table", { "data-test": "history" },
+    h("thead", {}, h("tr", {}, ["Time", "Outcome", "Scale", "Reason", "Source"].map((t) => h("th", { text: t })))),
+    h("tbody", {}, executions.map((e) => h("tr", { "data-test": "history-row" },
+      h("td", { text: new Date(e.at).toLocaleString() }),
+      h("td", {}, badge(e.outcome), e.dryRun ? h("span", { class: "muted", text: " dry run" }) : null),
+      h("td", { text: e.from !== null && e.to !== null ? `${e.from} → ${e.to}` : "–" }),
+      h("td", { text: e.detail ? `${e.reason}: ${e.detail}` : e.reason }),
+      h("td", { class: "muted", text: e.source }))))));
+}
+
+async function receiverPage(id) {
+  const r = await api("GET", `/v1-webhooks/receivers/${id}`);
+  const c = r.scaleServiceConfig;
+  const readOnly = session.role === "read-only";
+  const result = h("div", { "data-test": "trigger-result", "aria-live": "polite" });
+  const fire = async (dry) => {
+    const response = await fetch(r.url + (dry ? "&dryRun=1" : ""), { method: "POST" });
+    const body = await response.json();
+    result.replaceChildren(h("div", { class: "notice" },
+      `${dry ? "Dry run: " : ""}${body.outcome}${body.from !== undefined && body.from !== null ? ` ${body.from} → ${body.to}` : ""}: ${body.message || body.reason}`));
+    refresh();
+  };
+  const history = h("div", {});
+  const refresh = async () => {
+    const page = await api("GET", `/v1-webhooks/receivers/${id}/executions?limit=50`);
+    history.replaceChildren(historyTable(page.data));
+  };
+  const snippet = h("pre", { class: "snippet", "data-test": "snippet" });
+  show(
+    h("div", { class: "head" },
+      h("h1", {}, r.name, " ", badge(r.state)),
+      !readOnly && h("div", { class: "actions" },
+        h("a", { class: "btn secondary", href: `#/receivers/${r.id}/edit`, text: "Edit" }),
+        h("a", { class: "btn secondary", href: `#/receivers/new?clone=${r.id}`, text: "Clone" }),
+        h("button", { type: "button", class: "btn secondary", text: r.enabled ? "Disable" : "Enable", onclick: () => act(r, r.enabled ? "disable" : "enable") }),
+        h("button", { type: "button", class: "btn danger", text: "Delete", onclick: () => act(r, "delete", `Delete "${r.name}"? Its trigger URL stops working at once.`) }))),
+    h("section", { class: "panel" },
+      h("h2", { text: r.description }),
+      h("dl", { class: "config" },
+        h("dt", { text: "Kind" }), h("dd", { text: KINDS[r.driver] || r.driver }),
+        h("dt", { text: "Service" }), h("dd", { text: c.serviceId }),
+        h("dt", { text: "Action" }), h("dd", { text: `${c.action === "up" ? "Scale up" : "Scale down"} by ${c.amount}, between ${c.min} and ${c.max}` }),
+        h("dt", { text: "Cooldowns" }), h("dd", { text: `up ${c.cooldownUpSeconds} s, down ${c.cooldownDownSeconds} s` }),
+        h("dt", { text: "On resolved" }), h("dd", { text: c.onResolved }),
+        h("dt", { text: "Duplicate window" }), h("dd", { text: `${c.dedupSeconds} s` })),
+      r.url && h("div", {},
+        h("h2", { style: null, text: "Trigger URL" }),
+        copyField(r.url),
+        h("div", { class: "actions", style: null },
+          h("button", { type: "button", class: "btn", "data-test": "send-test", text: "Send test trigger", onclick: () => fire(false) }),
+          h("button", { type: "button", class: "btn secondary", "data-test": "dry-run", text: "Dry run", onclick: () => fire(true) })),
+        result)),
+    h("section", { class: "panel" }, h("h2", { text: "Execution history" }), history),
+    r.url && h("section", { class: "panel" }, h("h2", { text: "Alertmanager configuration" }),
+      h("p", { class: "muted", text: "Paste this into alertmanager.yml. It contains the trigger URL: keep it secret." }), snippet));
+  await refresh();
+  every(2000, refresh);
+  if (r.url) snippet.textContent = await api("GET", `/v1-webhooks/receivers/${id}/alertmanager-config`);
+}
+
+async function servicesPage() {
+  const table = h("div", {});
+  const refresh = async () => {
+    const page = await api("GET", "/v1-webhooks/services");
+    table.replaceChildren(h("div", { class: "table-wrap" }, h("table", { "data-test": "services" },
+      h("thead", {}, h("tr", {}, ["Service", "Kind", "Scale", "Running", "Image", "Last error"].map((t) => h("th", { text: t })))),
+      h("tbody", {}, page.data.map((s) => h("tr", { "data-test": "service-row", "data-service": s.id },
+        h("td", { class: "name", title: s.name, text: s.name }),
+        h("td", { text: s.serviceKind }),
+        h("td", { "data-test": "scale", text: s.scale }),
+        h("td", { "data-test": "running", text: s.running }),
+        h("td", { class: "muted", text: s.image }),
+        h("td", { class: "muted", text: s.lastError || "" })))))));
+  };
+  show(h("div", { class: "head" }, h("h1", { text: "Services" })), h("section", { class: "panel" }, table));
+  await refresh();
+  every(2000, refresh);
+}
+
+function signInPage() {
+  const token = h("input", { type: "password", id: "f-token", name: "token", autocomplete: "current-password", required: true });
+  const alertSlot = h("div", {});
+  const form = h("form", { "data-test": "sign-in" },
+    field("token", "API token", token, "hookd prints the admin token at its first start."),
+    h("button", { type: "submit", class: "btn", text: "Sign in" }));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const s = await api("POST", "/ui/session", { token: token.value });
+      Object.assign(session, s);
+      location.hash = "#/receivers";
+    } catch (err) {
+      alertSlot.replaceChildren(errorBox(err));
+      token.focus();
+    }
+  });
+  show(h("section", { class: "panel signin" }, h("h1", { text: "Sign in to hookd" }), alertSlot, form));
+  token.focus();
+}
+
+async function route() {
+  timers.forEach(clearInterval);
+  timers = [];
+  const [path, query] = (location.hash.slice(1) || "/receivers").split("?");
+  const params = new URLSearchParams(query || "");
+  if (!session.csrf && path !== "/signin") {
+    try {
+      Object.assign(session, await api("GET", "/ui/session"));
+    } catch {
+      location.hash = "#/signin";
+      return;
+    }
+  }
+  document.getElementById("nav").hidden = path === "/signin";
+  document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", path.startsWith(`/${a.dataset.nav}`)));
+  const parts = path.split("/").filter(Boolean);
+  try {
+    if (parts[0] === "signin") signInPage();
+    else if (parts[0] === "services") await servicesPage();
+    else if (parts[0] === "receivers" && parts[1] === "new") await formPage(null, params.get("clone"));
+    else if (parts[0] === "receivers" && parts[1] && parts[2] === "edit") await formPage(parts[1]);
+    else if (parts[0] === "receivers" && parts[1]) await receiverPage(parts[1]);
+    else await receiversPage();
+  } catch (err) {
+    if (err.status !== 401) show(errorBox(err), h("a", { href: "#/receivers", text: "Back to the receiver hooks" }));
+  }
+}
+
+document.getElementById("sign-out").addEventListener("click", async () => {
+  await fetch("/ui/session", { method: "DELETE" });
+  session.csrf = null;
+  location.hash = "#/signin";
+});
+window.addEventListener("hashchange", route);
+route();
