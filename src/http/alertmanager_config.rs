@@ -3,20 +3,16 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::{Path, RawQuery, State},
+    extract::State,
     http::{header, HeaderMap},
     response::{IntoResponse, Response},
 };
 
 use super::{
-    extract::parse_query,
-    receivers::{load, trigger_url, ProjectQuery},
+    receivers::{trigger_url, Target},
     ApiError, AppState,
 };
-use crate::{
-    auth::Caller,
-    domain::{DriverConfig, Receiver, ScaleAction},
-};
+use crate::domain::{DriverConfig, Receiver, ScaleAction};
 
 /// Alertmanager durations: whole minutes when they are, seconds otherwise.
 fn duration(seconds: u32) -> String {
@@ -89,13 +85,9 @@ route:
 
 pub async fn get(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    Target { caller, receiver }: Target,
 ) -> Result<Response, ApiError> {
-    let query: ProjectQuery = parse_query(q.as_deref())?;
-    let receiver = load(&state, &caller, &id, query.project_id.as_deref()).await?;
     if !caller.sees_urls() {
         return Err(ApiError::forbidden("forbidden", "this API token may not see trigger URLs"));
     }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::{Path, RawQuery, State},
-    http::{header, HeaderMap, StatusCode},
+    extract::{FromRequestParts, Path, RawQuery, State},
+    http::{header, request::Parts, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -35,14 +35,12 @@ struct ListQuery {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct ProjectQuery {
-    pub(super) project_id: Option<String>,
+struct ProjectQuery {
+    project_id: Option<String>,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct ActionQuery {
-    project_id: Option<String>,
     action: Option<String>,
 }
 
@@ -186,28 +184,40 @@ pub async fn create(
         .into_response())
 }
 
+/// The receiver a `/receivers/{id}` path names, loaded for a caller who may read it.
+pub(super) struct Target {
+    pub caller: Caller,
+    pub receiver: Receiver,
+}
+
+impl FromRequestParts<Arc<AppState>> for Target {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found("receiver_not_found", "there is no such receiver"))?;
+        let query: ProjectQuery = parse_query(parts.uri.query())?;
+        let receiver = load(state, &caller, &id, query.project_id.as_deref()).await?;
+        Ok(Self { caller, receiver })
+    }
+}
+
 pub async fn get(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    Target { caller, receiver }: Target,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let query: ProjectQuery = parse_query(q.as_deref())?;
-    let receiver = load(&state, &caller, &id, query.project_id.as_deref()).await?;
     Ok(Json(render(&state, &caller, &state.base_url(&headers), &receiver)))
 }
 
 pub async fn update(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    Target { caller, mut receiver }: Target,
     JsonBody(mut body): JsonBody<ReceiverIn>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let query: ProjectQuery = parse_query(q.as_deref())?;
-    let mut receiver = load(&state, &caller, &id, query.project_id.as_deref()).await?;
     require_manage(&caller, &receiver)?;
     if let Some(name) = body.name.as_deref() {
         receiver.name = ReceiverName::parse(name)?;
@@ -236,12 +246,8 @@ pub async fn update(
 
 pub async fn delete(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    Target { caller, receiver }: Target,
 ) -> Result<StatusCode, ApiError> {
-    let query: ProjectQuery = parse_query(q.as_deref())?;
-    let receiver = load(&state, &caller, &id, query.project_id.as_deref()).await?;
     require_manage(&caller, &receiver)?;
     state.store.delete_receiver(receiver.id).await?;
     tracing::info!(receiver = %receiver.id, "deleted receiver");
@@ -251,13 +257,11 @@ pub async fn delete(
 /// Rancher-style actions: `POST /receivers/{id}?action=enable|disable|regenerateUrl`.
 pub async fn action(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Target { caller, mut receiver }: Target,
     RawQuery(q): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let query: ActionQuery = parse_query(q.as_deref())?;
-    let mut receiver = load(&state, &caller, &id, query.project_id.as_deref()).await?;
     require_manage(&caller, &receiver)?;
     match query.action.as_deref() {
         Some("enable") => receiver.enabled = true,
@@ -277,13 +281,11 @@ pub async fn action(
 
 pub async fn executions(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Target { receiver, .. }: Target,
     RawQuery(q): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let query: ListQuery = parse_query(q.as_deref())?;
-    let receiver = load(&state, &caller, &id, query.project_id.as_deref()).await?;
     let limit = limit(query.limit)?;
     let before = match query.marker.as_deref() {
         Some(m) => Some(
