@@ -131,9 +131,9 @@ async function receiversPage() {
     h("td", { class: "name", title: r.name }, h("a", { href: `#/receivers/${r.id}`, text: r.name })),
     h("td", { class: "hide-sm", text: KINDS[r.driver] || r.driver }),
     h("td", { class: "detail", text: r.description }),
-    h("td", {}, r.url ? copyField(r.url, `Trigger URL of ${r.name}`) : h("span", { class: "muted", text: "hidden (read-only)" })),
-    h("td", {}, optionsMenu(r))));
-  show(head, h("section", { class: "panel" }, h("div", { class: "table-wrap" }, h("table", {},
+    h("td", { class: "url-cell" }, r.url ? copyField(r.url, `Trigger URL of ${r.name}`) : h("span", { class: "muted", text: "hidden (read-only)" })),
+    h("td", { class: "menu-cell" }, optionsMenu(r))));
+  show(head, h("section", { class: "panel" }, h("div", { class: "table-wrap" }, h("table", { class: "cards" },
     h("thead", {}, h("tr", {}, ["State", "Name", "Kind", "Detail", "Trigger URL", ""].map((t, i) => h("th", { class: i === 2 ? "hide-sm" : null, text: t })))),
     h("tbody", {}, rows)))));
 }
