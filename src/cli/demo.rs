@@ -94,6 +94,8 @@ hookd demo is running at {base}
 Admin API token (this demo's only copy):
   export HOOKD_URL={base} HOOKD_TOKEN={token}
 
+Web UI: open {base}/ui/ and sign in with that token.
+
 Receivers "web-up" and "web-down" scale "web" by 1 between 1 and 5. Their trigger URLs:
   up:   {up}
   down: {down}
