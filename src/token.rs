@@ -260,3 +260,51 @@ mod tests {
         assert_eq!(keys.verify("..."), Err(TokenError::Malformed));
     }
 }
+
+/// Fuzzing by property: forged tokens of any shape are refused, and never panic.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn keys() -> TriggerKeys {
+        TriggerKeys::from_keys(&[new_signing_key()]).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn arbitrary_strings_never_verify(token in "\\PC{0,600}") {
+            prop_assert!(keys().verify(&token).is_err());
+        }
+
+        #[test]
+        fn jwt_shaped_garbage_never_verifies(a in "[A-Za-z0-9_-]{0,400}", b in "[A-Za-z0-9_-]{0,400}", c in "[A-Za-z0-9_-]{0,100}") {
+            let token = format!("{a}.{b}.{c}");
+            prop_assert!(keys().verify(&token).is_err());
+        }
+
+        /// Any single-character change to a valid token makes it invalid (or, when the change
+        /// decodes to the same bytes, leaves the same claims).
+        #[test]
+        fn altered_tokens_never_verify_as_something_else(at in 0usize..200, ch in "[A-Za-z0-9_.-]") {
+            let keys = keys();
+            let claims = TriggerClaims {
+                receiver: ReceiverId::generate(),
+                project: ProjectName::default_project(),
+                driver: Driver::ScaleService,
+                generation: 1,
+            };
+            let token = keys.sign(&claims);
+            let at = at % token.len();
+            let mut altered = token.clone();
+            altered.replace_range(at..at + 1, &ch);
+            match keys.verify(&altered) {
+                Ok(verified) => prop_assert_eq!(verified, claims),
+                Err(_) => {}
+            }
+        }
+    }
+}

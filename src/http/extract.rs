@@ -125,3 +125,29 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         Ok(Caller { token: session.token })
     }
 }
+
+/// Fuzzing by property: any body sent to the management API is a value or a clear 4xx.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::http::wire::ReceiverIn;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_bodies_are_a_value_or_a_4xx(body in proptest::collection::vec(any::<u8>(), 0..1024)) {
+            if let Err(e) = parse_json::<ReceiverIn>(&body) {
+                prop_assert!(e.status.is_client_error());
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+
+        #[test]
+        fn arbitrary_queries_never_panic(q in "\\PC{0,200}") {
+            let _ = parse_query::<std::collections::HashMap<String, String>>(Some(&q));
+        }
+    }
+}

@@ -44,3 +44,73 @@ mod tests {
         }
     }
 }
+
+/// Fuzzing by property: whatever a sender POSTs, parsing answers and never panics.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const FIRING: &str = include_str!("../../tests/fixtures/alertmanager-firing.json");
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = parse(&body);
+        }
+
+        /// Mutations of a real notification: a byte flipped, inserted or removed anywhere.
+        #[test]
+        fn mutated_notifications_never_panic(at in 0..FIRING.len(), byte in any::<u8>(), kind in 0..3u8) {
+            let mut body = FIRING.as_bytes().to_vec();
+            match kind {
+                0 => body[at] = byte,
+                1 => body.insert(at, byte),
+                _ => { body.remove(at); }
+            }
+            if let Ok(TriggerPayload::Alertmanager(n)) = parse(&body) {
+                prop_assert!(!n.alerts.is_empty());
+                prop_assert_eq!(n.dedup_key().len(), 32);
+            }
+        }
+
+        /// Any JSON shape with an `alerts` member is either a notification or a clear error.
+        #[test]
+        fn arbitrary_json_values_never_panic(value in arb_json()) {
+            let body = serde_json::json!({"version": "4", "status": "firing", "alerts": value}).to_string();
+            let _ = parse(body.as_bytes());
+        }
+    }
+
+    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[a-z]{0,8}".prop_map(serde_json::Value::from),
+            Just(serde_json::Value::from("firing")),
+            Just(serde_json::Value::from("resolved")),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("status".to_owned()),
+                        Just("labels".to_owned()),
+                        Just("fingerprint".to_owned()),
+                        Just("startsAt".to_owned()),
+                        Just("alertname".to_owned()),
+                        "[a-z]{1,6}"
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+}
