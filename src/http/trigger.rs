@@ -27,13 +27,13 @@ use crate::{domain::Outcome, engine::TriggerRequest, payload, token::TriggerClai
 
 /// The trigger's query parameters, borrowed from the URL when nothing in them is escaped.
 #[derive(Default)]
-pub(super) struct TriggerQuery<'a> {
+struct TriggerQuery<'a> {
     token: Option<Cow<'a, str>>,
     dry_run: Option<Cow<'a, str>>,
 }
 
 impl<'a> TriggerQuery<'a> {
-    pub(super) fn parse(query: Option<&'a str>) -> Self {
+    fn parse(query: Option<&'a str>) -> Self {
         let mut parsed = Self::default();
         for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match key.as_ref() {
@@ -93,10 +93,12 @@ fn verify(state: &AppState, req: &Request) -> Result<TriggerClaims, Refusal> {
 
 /// The answer to a forged token, serialized once: this is the path an attacker hammers.
 fn invalid_token() -> Response {
-    static BODY: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
-    let body =
-        BODY.get_or_init(|| ApiError::forbidden("invalid_token", "the trigger token is not valid").body().into());
-    (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
+    static ANSWER: std::sync::OnceLock<(StatusCode, axum::body::Bytes)> = std::sync::OnceLock::new();
+    let (status, body) = ANSWER.get_or_init(|| {
+        let error = ApiError::forbidden("invalid_token", "the trigger token is not valid");
+        (error.status, error.body().into())
+    });
+    (*status, [(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
 }
 
 /// Refuses trigger requests whose token is missing or invalid, in front of the router,

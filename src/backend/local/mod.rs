@@ -1,8 +1,9 @@
 //! The `local` backend: services are process groups that hookd itself supervises.
 //!
 //! Each service has a `supervisor` task that owns its child processes and converges them
-//! on the desired scale. The desired scale is persisted in the store before it takes effect,
-//! so a restarted hookd brings back the same number of processes.
+//! on the desired scale. A new desired scale is queued for the store before it takes
+//! effect and is durable by the time the trigger that changed it is acknowledged (the store
+//! commits in order), so a restarted hookd brings back the same number of processes.
 
 mod supervisor;
 
