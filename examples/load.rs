@@ -1,8 +1,9 @@
 //! A small load driver for `bench/run.sh`: sends exactly N POSTs over C keep-alive
-//! connections, round-robin over a list of paths, and reads every answer, so the count of
+//! connections, round-robin over a list of requests, and reads every answer, so the count of
 //! 2xx answers is exact (wrk counts only the answers it read before its timer stopped).
 //!
-//! Usage: load ADDR PATHS_FILE CONNECTIONS REQUESTS
+//! Usage: load ADDR REQUESTS_FILE CONNECTIONS REQUESTS
+//! Each line of REQUESTS_FILE is a path, optionally followed by a tab and a JSON body.
 //! Prints one JSON object: requests, ok (2xx), non_2xx, errors, seconds, rps, p50/p90/p99/max ms.
 
 use std::{
@@ -13,7 +14,7 @@ use std::{
     time::Instant,
 };
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::{body::Bytes, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -26,7 +27,13 @@ struct Tally {
     micros: Vec<u32>,
 }
 
-async fn connection(addr: String, paths: Arc<Vec<String>>, next: Arc<AtomicUsize>, total: usize) -> Tally {
+/// One request to send: a path and its body (empty for none).
+struct Target {
+    path: String,
+    body: Bytes,
+}
+
+async fn connection(addr: String, targets: Arc<Vec<Target>>, next: Arc<AtomicUsize>, total: usize) -> Tally {
     let mut tally = Tally::default();
     let mut sender = None;
     loop {
@@ -47,11 +54,13 @@ async fn connection(addr: String, paths: Arc<Vec<String>>, next: Arc<AtomicUsize
             tokio::spawn(conn);
             sender = Some(s);
         }
-        let request = Request::post(paths[i % paths.len()].as_str())
-            .header("host", addr.as_str())
-            .header("user-agent", "hookd-bench")
-            .body(Empty::<Bytes>::new())
-            .expect("a valid request");
+        let target = &targets[i % targets.len()];
+        let mut request =
+            Request::post(target.path.as_str()).header("host", addr.as_str()).header("user-agent", "hookd-bench");
+        if !target.body.is_empty() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request.body(Full::new(target.body.clone())).expect("a valid request");
         let started = Instant::now();
         let s = sender.as_mut().expect("connected above");
         match s.send_request(request).await {
@@ -80,13 +89,21 @@ async fn main() {
         eprintln!("usage: load ADDR PATHS_FILE CONNECTIONS REQUESTS");
         std::process::exit(2);
     };
-    let paths: Arc<Vec<String>> =
-        Arc::new(std::fs::read_to_string(file).expect("paths file").lines().map(str::to_owned).collect());
+    let targets: Arc<Vec<Target>> = Arc::new(
+        std::fs::read_to_string(file)
+            .expect("requests file")
+            .lines()
+            .map(|line| {
+                let (path, body) = line.split_once('\t').unwrap_or((line, ""));
+                Target { path: path.to_owned(), body: Bytes::from(body.to_owned()) }
+            })
+            .collect(),
+    );
     let total: usize = requests.parse().expect("REQUESTS is a number");
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..connections.parse::<usize>().expect("CONNECTIONS is a number"))
-        .map(|_| tokio::spawn(connection(addr.clone(), paths.clone(), next.clone(), total)))
+        .map(|_| tokio::spawn(connection(addr.clone(), targets.clone(), next.clone(), total)))
         .collect();
     let mut all = Tally::default();
     for task in tasks {

@@ -28,6 +28,9 @@ pub struct Config {
     /// Largest request body accepted, in bytes; larger ones get 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// How much execution history is kept.
+    #[serde(default)]
+    pub retention: Retention,
     #[serde(default, rename = "backend")]
     pub backends: Vec<BackendConfig>,
     #[serde(default, rename = "project")]
@@ -55,6 +58,36 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Limits on the execution history; the oldest executions go first. 0 turns a limit off.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default = "default_max_age_days")]
+    pub max_age_days: u32,
+    /// Executions kept per receiver.
+    #[serde(default = "default_per_receiver")]
+    pub per_receiver: u32,
+    /// Executions kept in all.
+    #[serde(default = "default_total")]
+    pub total: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { max_age_days: default_max_age_days(), per_receiver: default_per_receiver(), total: default_total() }
+    }
+}
+
+fn default_max_age_days() -> u32 {
+    30
+}
+fn default_per_receiver() -> u32 {
+    1000
+}
+fn default_total() -> u32 {
+    200_000
+}
+
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -74,8 +107,19 @@ pub struct BackendConfig {
     /// Seconds a stopped process (or Compose container) gets between SIGTERM and SIGKILL.
     #[serde(default = "default_stop_grace_seconds")]
     pub stop_grace_seconds: u64,
+    /// For `local`: give each replica its own cgroup where cgroup v2 is writable, so no
+    /// process it starts can escape a stop. Off: process groups and a subreaper only.
+    #[serde(default = "default_true")]
+    pub cgroups: bool,
+    /// For `local`: the hookd binary that runs each replica's keeper; by default this
+    /// hookd's own (`/proc/self/exe`, which survives the binary being replaced on upgrade).
+    pub keeper_binary: Option<PathBuf>,
     #[serde(default, rename = "service")]
     pub services: Vec<LocalServiceConfig>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -185,6 +229,16 @@ impl Config {
         if let Some(v) = env("HOOKD_MAX_BODY_BYTES") {
             self.max_body_bytes = v.parse().context("HOOKD_MAX_BODY_BYTES must be a number of bytes")?;
         }
+        let retention = [
+            ("HOOKD_RETENTION_MAX_AGE_DAYS", &mut self.retention.max_age_days),
+            ("HOOKD_RETENTION_PER_RECEIVER", &mut self.retention.per_receiver),
+            ("HOOKD_RETENTION_TOTAL", &mut self.retention.total),
+        ];
+        for (name, field) in retention {
+            if let Some(v) = env(name) {
+                *field = v.parse().with_context(|| format!("{name} must be a whole number (0 turns the limit off)"))?;
+            }
+        }
         Ok(())
     }
 
@@ -196,6 +250,8 @@ impl Config {
                 kind: BackendKind::Local,
                 endpoint: None,
                 stop_grace_seconds: default_stop_grace_seconds(),
+                cgroups: true,
+                keeper_binary: None,
                 services: Vec::new(),
             });
         }

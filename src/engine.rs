@@ -5,6 +5,11 @@
 //! an update or step past max, and dedup and cooldown see every earlier decision. Writes
 //! use the backend's optimistic concurrency as a second guard against changes made behind
 //! hookd's back.
+//!
+//! A change is recorded before it takes effect (the backend calls the trigger's
+//! [`Journal`]; for the local backend the new scale is in the same transaction), so a
+//! trigger retried after any failure, even a kill -9, finds the decision and is a
+//! duplicate. If recording fails, nothing was done and the caller may retry.
 
 use std::{
     collections::HashMap,
@@ -12,15 +17,17 @@ use std::{
     time::Instant,
 };
 
+use async_trait::async_trait;
+
 use crate::{
-    backend::{Backend, BackendError, Backends},
+    backend::{Backend, BackendError, Backends, Journal},
     domain::{
-        now_millis, DriverConfig, Execution, ExecutionId, History, Intent, Notification, Outcome, Receiver,
-        ScaleAction, ScaleDecision, ScaleServiceConfig, ServiceId, SkipReason,
+        now_millis, DedupKey, DriverConfig, Execution, ExecutionId, History, Intent, Notification, Outcome, Receiver,
+        ScaleAction, ScaleDecision, ScaleServiceConfig, ServiceKey, SkipReason,
     },
     metrics::{BackendOpLabels, DriverLabels, Metrics, TriggerLabels},
     payload::TriggerPayload,
-    store::{Store, StoreError},
+    store::{StateWrite, Store, StoreError},
 };
 
 /// Retries of a scale write that lost an optimistic-concurrency race.
@@ -42,8 +49,6 @@ pub enum EngineError {
     NoBackend(String),
 }
 
-type ServiceKey = (String, ServiceId);
-
 /// One async mutex per (backend, service); entries live as long as hookd (services are few).
 #[derive(Default)]
 struct ServiceLocks {
@@ -51,9 +56,12 @@ struct ServiceLocks {
 }
 
 impl ServiceLocks {
-    fn get(&self, backend: &str, service: &ServiceId) -> Arc<tokio::sync::Mutex<()>> {
+    fn get(&self, service: &ServiceKey) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().expect("service lock table");
-        locks.entry((backend.to_owned(), service.clone())).or_default().clone()
+        if let Some(lock) = locks.get(service) {
+            return lock.clone();
+        }
+        locks.entry(service.clone()).or_default().clone()
     }
 }
 
@@ -72,24 +80,29 @@ pub struct TriggerRequest {
     pub payload: TriggerPayload,
     /// Decide and record, but act on nothing.
     pub dry_run: bool,
+    /// From an `Idempotency-Key` header: a retry with the same key does not act twice.
+    pub idempotency_key: Option<DedupKey>,
 }
 
-/// The execution being built for one trigger.
+/// The execution being built for one trigger: one id, however often it is recorded.
 struct Draft<'a> {
+    id: ExecutionId,
     receiver: &'a Receiver,
     request: &'a TriggerRequest,
-    dedup_key: Option<String>,
+    service: Option<ServiceKey>,
+    dedup_key: Option<DedupKey>,
 }
 
 impl Draft<'_> {
-    fn finish(self, outcome: Outcome, from: Option<u32>, to: Option<u32>, reason: String, detail: String) -> Execution {
+    fn build(&self, outcome: Outcome, from: Option<u32>, to: Option<u32>, reason: String, detail: String) -> Execution {
         let alerts = match &self.request.payload {
             TriggerPayload::Alertmanager(n) => n.alerts.clone(),
             TriggerPayload::Opaque => Vec::new(),
         };
         Execution {
-            id: ExecutionId::generate(),
+            id: self.id,
             receiver: self.receiver.id,
+            service: self.service.clone(),
             at: now_millis(),
             source: self.request.source.clone(),
             outcome,
@@ -103,8 +116,27 @@ impl Draft<'_> {
         }
     }
 
-    fn skip(self, reason: SkipReason, detail: String) -> Execution {
-        self.finish(Outcome::Skipped, None, None, reason.as_str().to_owned(), detail)
+    fn skip(&self, reason: SkipReason, detail: String) -> Execution {
+        self.build(Outcome::Skipped, None, None, reason.as_str().to_owned(), detail)
+    }
+}
+
+/// Records a trigger's decision when its backend is about to act on it.
+struct TriggerJournal<'a> {
+    store: &'a dyn Store,
+    execution: Execution,
+    committed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Journal for TriggerJournal<'_> {
+    async fn commit(&self, state: Option<StateWrite>) -> Result<(), BackendError> {
+        self.store
+            .record_execution(&self.execution, state.as_ref())
+            .await
+            .map_err(|e| BackendError::Unrecorded(e.to_string()))?;
+        self.committed.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -117,11 +149,9 @@ impl Engine {
     pub async fn trigger(&self, receiver: &Receiver, request: &TriggerRequest) -> Result<Report, EngineError> {
         let started = Instant::now();
         let driver = receiver.config.driver().as_str();
-        let draft = Draft { receiver, request, dedup_key: None };
+        let draft = Draft { id: ExecutionId::generate(), receiver, request, service: None, dedup_key: None };
         let report = if !receiver.enabled {
-            let execution = draft.skip(SkipReason::Disabled, "the receiver is disabled".into());
-            self.store.record_execution(&execution).await?;
-            Report { execution, retry: false }
+            self.settle(draft.skip(SkipReason::Disabled, "the receiver is disabled".into())).await?
         } else {
             match &receiver.config {
                 DriverConfig::ScaleService(config) => self.scale_service(config, draft).await?,
@@ -151,78 +181,98 @@ impl Engine {
             TriggerPayload::Alertmanager(n) => Some(n),
             TriggerPayload::Opaque => None,
         };
-        let (direction, dedup_key) = match config.intent(notification) {
-            Intent::Skip { reason, detail } => {
-                let execution = draft.skip(reason, detail);
-                self.store.record_execution(&execution).await?;
-                return Ok(Report { execution, retry: false });
-            }
-            Intent::Step { direction, dedup_key } => (direction, dedup_key),
-        };
-        draft.dedup_key = dedup_key;
         let backend = self
             .backends
             .for_project(&receiver.project)
             .ok_or_else(|| EngineError::NoBackend(receiver.project.to_string()))?;
-        let lock = self.locks.get(backend.name(), &config.service);
+        let service = ServiceKey::new(backend.name(), &config.service);
+        draft.service = Some(service.clone());
+        let (direction, dedup) = match config.intent(notification, draft.request.idempotency_key) {
+            Intent::Skip { reason, detail } => return self.settle(draft.skip(reason, detail)).await,
+            Intent::Step { direction, dedup } => (direction, dedup),
+        };
+        draft.dedup_key = dedup.map(|d| d.key);
+        let lock = self.locks.get(&service);
         let _serialized = lock.lock().await;
 
+        let now = now_millis();
         let history = History {
-            last_change: match config.cooldown(direction) {
+            last_change: match config.cooldown(direction, notification.is_some()) {
                 0 => None,
-                _ => self.store.last_change(receiver.id).await?,
+                _ => self.store.last_change(&service).await?,
             },
-            last_same: match &draft.dedup_key {
-                Some(key) => self.store.last_decided(receiver.id, key).await?,
+            last_same: match &dedup {
+                Some(d) => {
+                    let since = now - i64::from(d.window_seconds) * 1000;
+                    self.store.last_decided(receiver.id, &d.key, since).await?
+                }
                 None => None,
             },
         };
-        let execution = if let Some((reason, detail)) = config.timing(direction, now_millis(), history) {
-            draft.skip(reason, detail)
-        } else {
-            match self.step(backend.as_ref(), config, direction, draft.request.dry_run).await {
-                Ok(ScaleDecision::Scale { from, to, reason }) => {
-                    draft.finish(Outcome::Scaled, Some(from), Some(to), reason, String::new())
-                }
-                Ok(ScaleDecision::Unchanged { at, reason }) => {
-                    draft.finish(Outcome::Unchanged, Some(at), Some(at), reason, String::new())
-                }
-                Err(e) => {
-                    let retry = matches!(e, BackendError::Unavailable(_) | BackendError::Conflict);
-                    let execution = draft.finish(Outcome::Failed, None, None, e.to_string(), String::new());
-                    self.store.record_execution(&execution).await?;
-                    return Ok(Report { execution, retry });
-                }
-            }
-        };
-        self.store.record_execution(&execution).await?;
+        if let Some((reason, detail)) = config.timing(direction, now, dedup.as_ref(), notification.is_some(), history) {
+            return self.settle(draft.skip(reason, detail)).await;
+        }
+        self.step(backend.as_ref(), config, direction, &draft).await
+    }
+
+    /// Records a decision that acted on nothing.
+    async fn settle(&self, execution: Execution) -> Result<Report, EngineError> {
+        self.store.record_execution(&execution, None).await?;
         Ok(Report { execution, retry: false })
     }
 
-    /// Read, decide, write (unless a dry run); on a lost race, read again.
+    /// Read, decide, record and write (unless a dry run); on a lost race, read again.
     async fn step(
         &self,
         backend: &dyn Backend,
         config: &ScaleServiceConfig,
         direction: ScaleAction,
-        dry_run: bool,
-    ) -> Result<ScaleDecision, BackendError> {
+        draft: &Draft<'_>,
+    ) -> Result<Report, EngineError> {
         let mut conflicts = 0;
         loop {
-            let state = self.timed(backend, "read_scale", backend.read_scale(&config.service)).await?;
-            let decision = config.decide(direction, state.scale);
-            let ScaleDecision::Scale { to, .. } = &decision else {
-                return Ok(decision);
+            let state = match self.timed(backend, "read_scale", backend.read_scale(&config.service)).await {
+                Ok(state) => state,
+                Err(e) => return self.failed(draft, e).await,
             };
-            if dry_run {
-                return Ok(decision);
+            let (from, to, reason) = match config.decide(direction, state.scale) {
+                ScaleDecision::Unchanged { at, reason } => {
+                    let unchanged = draft.build(Outcome::Unchanged, Some(at), Some(at), reason, String::new());
+                    return self.settle(unchanged).await;
+                }
+                ScaleDecision::Scale { from, to, reason } => (from, to, reason),
+            };
+            let scaled = draft.build(Outcome::Scaled, Some(from), Some(to), reason, String::new());
+            if draft.request.dry_run {
+                return self.settle(scaled).await;
             }
-            match self.timed(backend, "write_scale", backend.write_scale(&config.service, state, *to)).await {
-                Ok(()) => return Ok(decision),
+            let journal = TriggerJournal { store: self.store.as_ref(), execution: scaled, committed: false.into() };
+            let write = backend.write_scale(&config.service, state, to, &journal);
+            match self.timed(backend, "write_scale", write).await {
+                Ok(()) => {
+                    if !journal.committed.into_inner() {
+                        // A backend that forgot its journal: record after the fact.
+                        self.store.record_execution(&journal.execution, None).await?;
+                    }
+                    return Ok(Report { execution: journal.execution, retry: false });
+                }
                 Err(BackendError::Conflict) if conflicts < CONFLICT_RETRIES => conflicts += 1,
-                Err(e) => return Err(e),
+                Err(BackendError::Unrecorded(cause)) => return Err(EngineError::Store(StoreError::Unavailable(cause))),
+                Err(e) => return self.failed(draft, e).await,
             }
         }
+    }
+
+    /// Records a backend failure; it replaces a recorded intent, which then no longer counts.
+    async fn failed(&self, draft: &Draft<'_>, error: BackendError) -> Result<Report, EngineError> {
+        let retry = matches!(error, BackendError::Unavailable(_) | BackendError::Conflict);
+        let execution = draft.build(Outcome::Failed, None, None, error.to_string(), String::new());
+        if let Err(e) = self.store.record_execution(&execution, None).await {
+            tracing::error!(execution = %execution.id, error = %e, "could not record a failed action; \
+                if its intent was recorded, the history shows a change that did not happen");
+            return Err(e.into());
+        }
+        Ok(Report { execution, retry })
     }
 
     async fn timed<T>(

@@ -13,12 +13,14 @@
 //! - [`token`]: trigger URL tokens (JWTs with a `kid`), verified without store access.
 //! - [`auth`]: management API tokens and what a caller may do.
 //! - [`http`]: routes, wire types, the one error type, extractors.
-//! - [`config`], [`metrics`], [`server`] (wiring), [`cli`] (the `hookd` command).
+//! - [`config`], [`datadir`] (one hookd per data directory), [`metrics`], [`server`]
+//!   (wiring), [`cli`] (the `hookd` command).
 
 pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod datadir;
 pub mod domain;
 pub mod engine;
 pub mod http;

@@ -56,6 +56,18 @@ pub struct Metrics {
     pub backend_errors: Family<BackendOpLabels, Counter>,
     /// `triggers_rejected{code="invalid_token"}`, resolved once: forged tokens are the hot rejection.
     pub invalid_tokens: Counter,
+    pub store: StoreGauges,
+}
+
+/// What the store holds on disk, set at scrape time.
+#[derive(Default)]
+pub struct StoreGauges {
+    pub database_bytes: Gauge,
+    pub wal_bytes: Gauge,
+    pub wal_peak_bytes: Gauge,
+    pub executions: Gauge,
+    /// 1 while the store can write, 0 after a failed write until one succeeds.
+    pub writable: Gauge,
 }
 
 impl Default for Metrics {
@@ -90,6 +102,20 @@ impl Default for Metrics {
         let backend_errors = Family::<BackendOpLabels, Counter>::default();
         registry.register("backend_call_errors", "Failed calls to backends", backend_errors.clone());
         let invalid_tokens = rejected.get_or_create(&RejectLabels { code: "invalid_token" }).clone();
+        let store = StoreGauges::default();
+        registry.register("store_database_bytes", "Size of the database file", store.database_bytes.clone());
+        registry.register("store_wal_bytes", "Size of the database's write-ahead log", store.wal_bytes.clone());
+        registry.register(
+            "store_wal_peak_bytes",
+            "Largest size of the write-ahead log since hookd started",
+            store.wal_peak_bytes.clone(),
+        );
+        registry.register("store_executions", "Executions kept in the history", store.executions.clone());
+        registry.register(
+            "store_writable",
+            "1 while the store can write, 0 after a failed write",
+            store.writable.clone(),
+        );
         Self {
             registry,
             triggers,
@@ -100,6 +126,7 @@ impl Default for Metrics {
             backend_latency,
             backend_errors,
             invalid_tokens,
+            store,
         }
     }
 }

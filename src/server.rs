@@ -12,6 +12,7 @@ use crate::{
     auth,
     backend::Backends,
     config::{Config, Secret},
+    datadir::DataDirLock,
     engine::Engine,
     http::{app, AppState, TokenGate},
     metrics::Metrics,
@@ -25,15 +26,18 @@ pub struct App {
     listener: TcpListener,
     /// Set when this start generated the first admin token: print it once.
     pub generated_admin_token: Option<Secret>,
+    /// Held until the store is closed and the processes are stopped.
+    data_dir: DataDirLock,
 }
 
 impl App {
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
-        let store = store::open(&config.database_url()).await?;
+        let data_dir = DataDirLock::acquire(&config.data_dir)?;
+        let store = store::open(&config.database_url(), config.retention).await?;
         let generated_admin_token = auth::ensure_admin(store.as_ref(), config.admin_token.as_ref()).await?;
         let keys = TriggerKeys::load_or_create(store.as_ref()).await?;
         let metrics = Arc::new(Metrics::default());
-        let backends = Arc::new(Backends::start(&config, store.clone()).await?);
+        let backends = Arc::new(Backends::start(&config, store.clone(), &data_dir).await?);
         let engine = Engine::new(store.clone(), backends.clone(), metrics.clone());
         let state = Arc::new(AppState {
             store,
@@ -45,7 +49,7 @@ impl App {
             max_body_bytes: config.max_body_bytes,
             sessions: Default::default(),
         });
-        Ok(Self { state, listener, generated_admin_token })
+        Ok(Self { state, listener, generated_admin_token, data_dir })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -57,6 +61,7 @@ impl App {
         serve(self.listener, app(self.state.clone()), shutdown).await;
         self.state.backends.shutdown().await;
         self.state.store.close().await;
+        drop(self.data_dir);
         Ok(())
     }
 }

@@ -145,14 +145,18 @@ function field(name, label, input, hint) {
     h("span", { class: "error", "data-error-for": name, "aria-live": "polite" }));
 }
 
-function numberInput(name, value, min) {
-  return h("input", { type: "number", id: `f-${name}`, name, value: value ?? "", min: min ?? 0, step: 1, inputmode: "numeric" });
+function numberInput(name, value, min, placeholder) {
+  return h("input", { type: "number", id: `f-${name}`, name, value: value ?? "", min: min ?? 0, step: 1, inputmode: "numeric", placeholder: placeholder ?? "" });
+}
+
+function cooldownText(seconds, alertDefault) {
+  return seconds == null ? `${alertDefault} s for alerts, none for plain POSTs` : `${seconds} s`;
 }
 
 async function formPage(id, cloneId) {
   const services = (await api("GET", "/v1-webhooks/services")).data;
   const source = id || cloneId ? await api("GET", `/v1-webhooks/receivers/${id || cloneId}`) : null;
-  const c = source ? source.scaleServiceConfig : { action: "up", amount: 1, min: 1, max: 10, cooldownUpSeconds: 0, cooldownDownSeconds: 300, dedupSeconds: 600, onResolved: "ignore" };
+  const c = source ? source.scaleServiceConfig : { action: "up", amount: 1, min: 1, max: 10, cooldownUpSeconds: null, cooldownDownSeconds: null, dedupSeconds: 600, onResolved: "ignore" };
   const editing = Boolean(id);
   const name = h("input", { type: "text", id: "f-name", name: "name", required: true, maxlength: 128, placeholder: "e.g. scale-web", value: editing ? source.name : cloneId ? `${source.name}-copy` : "" });
   const kind = h("select", { id: "f-driver", name: "driver", disabled: editing },
@@ -175,8 +179,8 @@ async function formPage(id, cloneId) {
     field("amount", "By", numberInput("amount", c.amount, 1), "Containers added or removed per trigger"),
     field("min", "Minimum Scale", numberInput("min", c.min, 1)),
     field("max", "Maximum Scale", numberInput("max", c.max, 2)),
-    field("cooldownUpSeconds", "Cooldown up (s)", numberInput("cooldownUpSeconds", c.cooldownUpSeconds), "Wait after this receiver's last change"),
-    field("cooldownDownSeconds", "Cooldown down (s)", numberInput("cooldownDownSeconds", c.cooldownDownSeconds)),
+    field("cooldownUpSeconds", "Cooldown up (s)", numberInput("cooldownUpSeconds", c.cooldownUpSeconds, 0, "alerts 0, POSTs none"), "Wait after the service's last change; empty: only alerts wait"),
+    field("cooldownDownSeconds", "Cooldown down (s)", numberInput("cooldownDownSeconds", c.cooldownDownSeconds, 0, "alerts 300, POSTs none")),
     field("onResolved", "On resolved alerts", onResolved),
     field("dedupSeconds", "Duplicate window (s)", numberInput("dedupSeconds", c.dedupSeconds), "A notification already acted on within it is skipped"),
     h("div", { class: "actions field wide" },
@@ -264,7 +268,7 @@ async function receiverPage(id) {
         h("dt", { text: "Kind" }), h("dd", { text: KINDS[r.driver] || r.driver }),
         h("dt", { text: "Service" }), h("dd", { text: c.serviceId }),
         h("dt", { text: "Action" }), h("dd", { text: `${c.action === "up" ? "Scale up" : "Scale down"} by ${c.amount}, between ${c.min} and ${c.max}` }),
-        h("dt", { text: "Cooldowns" }), h("dd", { text: `up ${c.cooldownUpSeconds} s, down ${c.cooldownDownSeconds} s` }),
+        h("dt", { text: "Cooldowns" }), h("dd", { text: `up ${cooldownText(c.cooldownUpSeconds, 0)}, down ${cooldownText(c.cooldownDownSeconds, 300)}` }),
         h("dt", { text: "On resolved" }), h("dd", { text: c.onResolved }),
         h("dt", { text: "Duplicate window" }), h("dd", { text: `${c.dedupSeconds} s` })),
       r.url && h("div", {},

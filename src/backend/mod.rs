@@ -12,8 +12,9 @@ use async_trait::async_trait;
 
 use crate::{
     config::{BackendKind, Config},
+    datadir::DataDirLock,
     domain::{ProjectName, ServiceId},
-    store::Store,
+    store::{StateWrite, Store},
 };
 
 /// A service as a backend reports it.
@@ -52,6 +53,21 @@ pub enum BackendError {
     /// The backend could not be reached or failed; a retry may succeed.
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    /// The decision could not be recorded, so nothing was done; a retry is safe.
+    #[error("the decision could not be recorded: {0}")]
+    Unrecorded(String),
+}
+
+/// Makes the decision behind a scale write durable, so that a trigger retried after any
+/// failure finds it and never steps twice.
+///
+/// A backend calls [`Journal::commit`] once it knows the write can go ahead and before the
+/// change takes effect. A backend whose state lives in hookd's own store (`local`) passes
+/// that state, and the decision and the change become durable in one transaction; the
+/// others commit the decision first, then act. If `commit` fails, the backend must not act.
+#[async_trait]
+pub trait Journal: Send + Sync {
+    async fn commit(&self, state: Option<StateWrite>) -> Result<(), BackendError>;
 }
 
 #[async_trait]
@@ -65,8 +81,15 @@ pub trait Backend: Send + Sync + 'static {
         self.service(id).await.map(|_| ())
     }
     async fn read_scale(&self, id: &ServiceId) -> Result<ScaleState, BackendError>;
-    /// Sets the desired scale if it is still at `expected`; `Conflict` otherwise.
-    async fn write_scale(&self, id: &ServiceId, expected: ScaleState, scale: u32) -> Result<(), BackendError>;
+    /// Sets the desired scale if it is still at `expected`; `Conflict` otherwise. Calls
+    /// `journal.commit` exactly once before the change takes effect (see [`Journal`]).
+    async fn write_scale(
+        &self,
+        id: &ServiceId,
+        expected: ScaleState,
+        scale: u32,
+        journal: &dyn Journal,
+    ) -> Result<(), BackendError>;
     /// Stops whatever the backend runs in-process (the local supervisor's children).
     async fn shutdown(&self);
 }
@@ -79,12 +102,23 @@ pub struct Backends {
 
 impl Backends {
     /// Starts the configured backends; the only place that chooses implementations.
-    pub async fn start(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+    pub async fn start(config: &Config, store: Arc<dyn Store>, data_dir: &DataDirLock) -> anyhow::Result<Self> {
+        let instance = data_dir.instance_id();
+        let locals: Vec<_> = config.backends.iter().filter(|b| b.kind == BackendKind::Local).collect();
+        let cgroups = match locals.iter().any(|b| b.cgroups) {
+            true => local::Cgroups::detect(&instance).map(Arc::new),
+            false => None,
+        };
+        if !locals.is_empty() {
+            local::reap_leftovers(&instance, cgroups.clone()).await?;
+        }
         let mut by_name: HashMap<&str, Arc<dyn Backend>> = HashMap::new();
         let mut all = Vec::new();
         for b in &config.backends {
             let backend: Arc<dyn Backend> = match b.kind {
-                BackendKind::Local => Arc::new(local::LocalBackend::start(b, store.clone()).await?),
+                BackendKind::Local => {
+                    Arc::new(local::LocalBackend::start(b, store.clone(), &instance, cgroups.as_deref()).await?)
+                }
                 BackendKind::Docker => Arc::new(docker::DockerBackend::start(b).await?),
             };
             by_name.insert(&b.name, backend.clone());

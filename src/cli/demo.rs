@@ -35,6 +35,8 @@ fn demo_config(args: &DemoArgs, data_dir: PathBuf) -> anyhow::Result<Config> {
             kind: BackendKind::Local,
             endpoint: None,
             stop_grace_seconds: 5,
+            cgroups: true,
+            keeper_binary: None,
             services: vec![LocalServiceConfig {
                 name: "web".into(),
                 command: worker.display().to_string(),

@@ -37,6 +37,9 @@ enum Command {
     /// A tiny worker process used by `hookd demo` as its sample service.
     #[command(hide = true)]
     SampleWorker,
+    /// Runs one replica of a local service and everything it starts (hookd starts these).
+    #[command(hide = true)]
+    KeepReplica(crate::backend::local::keeper::KeeperArgs),
 }
 
 /// Where the client commands find hookd.
@@ -52,9 +55,14 @@ pub struct ClientArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = match cli.command {
+        // A keeper runs one per replica: no async runtime, no threads.
+        Command::KeepReplica(args) => return crate::backend::local::keeper::run(args),
+        other => other,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Receivers(cmd) => client::receivers(cmd).await,
@@ -62,6 +70,7 @@ pub fn main() -> ExitCode {
             Command::Executions(args) => client::executions(args).await,
             Command::Services(args) => client::services(args).await,
             Command::SampleWorker => demo::sample_worker().await,
+            Command::KeepReplica(_) => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

@@ -2,6 +2,8 @@
 
 use sha2::{Digest, Sha256};
 
+use super::DedupKey;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlertStatus {
     Firing,
@@ -58,7 +60,7 @@ impl Notification {
 
     /// Identifies "the same notification": same group, same deciding alerts (fingerprint and
     /// start), same status. Repeats, retries and "some alerts resolved" re-sends share it.
-    pub fn dedup_key(&self) -> String {
+    pub fn dedup_key(&self) -> DedupKey {
         let status = if self.is_firing() { AlertStatus::Firing } else { AlertStatus::Resolved };
         let mut alerts: Vec<(&str, &str)> =
             self.deciding_alerts().map(|a| (a.fingerprint.as_str(), a.starts_at.as_str())).collect();
@@ -73,7 +75,7 @@ impl Notification {
             hash.update([1]);
             hash.update(starts_at.as_bytes());
         }
-        hex::encode(&hash.finalize()[..16])
+        DedupKey::from_digest(&hash.finalize())
     }
 }
 

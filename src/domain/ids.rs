@@ -21,6 +21,15 @@ macro_rules! uuid_id {
             pub fn parse(s: &str) -> Option<Self> {
                 Uuid::try_parse(s).ok().map(Self)
             }
+
+            /// The 16 bytes a store keeps.
+            pub fn as_bytes(&self) -> &[u8; 16] {
+                self.0.as_bytes()
+            }
+
+            pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+                Uuid::from_slice(bytes).ok().map(Self)
+            }
         }
 
         impl fmt::Display for $name {
@@ -84,6 +93,31 @@ text_newtype!(
     "A service's id on its backend (a local service name, `stack/service`, ...)."
 );
 
+/// A service on a named backend, `backend/service`: what per-service rules (cooldown) key on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey(String);
+
+impl ServiceKey {
+    pub fn new(backend: &str, service: &ServiceId) -> Self {
+        Self(format!("{backend}/{service}"))
+    }
+
+    /// Reads a key a store kept; only stores call this.
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A project (tenant) name: lowercase letters, digits, `-` and `_`, as it appears in URLs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProjectName(String);
@@ -124,6 +158,13 @@ mod tests {
         let id = ReceiverId::generate();
         assert_eq!(ReceiverId::parse(&id.to_string()), Some(id));
         assert_eq!(ReceiverId::parse("not-an-id"), None);
+    }
+
+    #[test]
+    fn ids_round_trip_through_bytes() {
+        let id = ExecutionId::generate();
+        assert_eq!(ExecutionId::from_slice(id.as_bytes()), Some(id));
+        assert_eq!(ExecutionId::from_slice(&[1, 2, 3]), None);
     }
 
     #[test]

@@ -4,13 +4,15 @@
 //! built (`parse`/`new`), so code that holds one never re-checks it.
 
 mod alert;
+mod dedup;
 mod ids;
 pub mod scale;
 
 use std::fmt;
 
 pub use alert::{AlertRef, AlertStatus, Notification};
-pub use ids::{ApiTokenId, ExecutionId, ProjectName, ReceiverId, ReceiverName, ServiceId};
+pub use dedup::{Decided, Dedup, DedupKey, DedupKind, IDEMPOTENCY_WINDOW_SECONDS};
+pub use ids::{ApiTokenId, ExecutionId, ProjectName, ReceiverId, ReceiverName, ServiceId, ServiceKey};
 pub use scale::{
     History, Intent, OnResolved, ScaleAction, ScaleDecision, ScaleOptions, ScaleServiceConfig, SkipReason,
 };
@@ -100,6 +102,8 @@ pub struct Receiver {
     pub enabled: bool,
     /// Bumped to revoke every trigger URL issued before; tokens carry the generation they were made for.
     pub token_generation: u32,
+    /// Bumped by every stored change, so two concurrent edits can't silently undo each other.
+    pub revision: u32,
     pub created: Millis,
     pub updated: Millis,
 }
@@ -135,6 +139,8 @@ impl Outcome {
 pub struct Execution {
     pub id: ExecutionId,
     pub receiver: ReceiverId,
+    /// The service whose scale it changed or would have changed (cooldown is per service).
+    pub service: Option<ServiceKey>,
     pub at: Millis,
     /// Who sent it: the peer address and user agent, for the history.
     pub source: String,
@@ -149,8 +155,8 @@ pub struct Execution {
     pub dry_run: bool,
     /// The alerts that caused it, when an Alertmanager notification did.
     pub alerts: Vec<AlertRef>,
-    /// Identifies the notification, for dedup.
-    pub dedup_key: Option<String>,
+    /// Identifies the notification or the idempotent request, for dedup.
+    pub dedup_key: Option<DedupKey>,
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 //! applies dedup and cooldown to what the history says, and [`ScaleServiceConfig::decide`]
 //! turns the current scale into a clamped target.
 
-use super::{Millis, Notification, ServiceId, ValidationError};
+use super::{
+    Decided, Dedup, DedupKey, DedupKind, Millis, Notification, ServiceId, ValidationError, IDEMPOTENCY_WINDOW_SECONDS,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScaleAction {
@@ -76,15 +78,21 @@ impl OnResolved {
     }
 }
 
+/// Cooldowns an Alertmanager notification gets when the receiver sets none: 0 s up, 300 s
+/// down (like Kubernetes' scale-down stabilization window).
+pub const ALERT_COOLDOWN_UP: u32 = 0;
+pub const ALERT_COOLDOWN_DOWN: u32 = 300;
+
 /// The safety options of a scaleService receiver; the defaults are the safe ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScaleOptions {
     pub on_resolved: OnResolved,
-    /// Seconds after this receiver's last change before it scales up again.
-    pub cooldown_up: u32,
-    /// Seconds after this receiver's last change before it scales down again (like
-    /// Kubernetes' scale-down stabilization window).
-    pub cooldown_down: u32,
+    /// Seconds after the service's last change (by any receiver) before this receiver
+    /// scales it up. `None`: [`ALERT_COOLDOWN_UP`] for notifications, none for plain POSTs.
+    pub cooldown_up: Option<u32>,
+    /// The same for scaling down; `None`: [`ALERT_COOLDOWN_DOWN`] for notifications, none
+    /// for plain POSTs (a person or a script that POSTs means it now).
+    pub cooldown_down: Option<u32>,
     /// A notification already acted on within this many seconds is a duplicate. Longer than
     /// Alertmanager's retries and `group_interval` re-sends; a still-firing alert repeated
     /// after it steps again.
@@ -93,7 +101,7 @@ pub struct ScaleOptions {
 
 impl Default for ScaleOptions {
     fn default() -> Self {
-        Self { on_resolved: OnResolved::Ignore, cooldown_up: 0, cooldown_down: 300, dedup: 600 }
+        Self { on_resolved: OnResolved::Ignore, cooldown_up: None, cooldown_down: None, dedup: 600 }
     }
 }
 
@@ -134,17 +142,17 @@ impl SkipReason {
 /// What a trigger asks for, before looking at history or the backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intent {
-    Step { direction: ScaleAction, dedup_key: Option<String> },
+    Step { direction: ScaleAction, dedup: Option<Dedup> },
     Skip { reason: SkipReason, detail: String },
 }
 
 /// What the history says, as far as timing rules care.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct History {
-    /// When this receiver last changed the scale.
+    /// When the service last changed scale, by any receiver.
     pub last_change: Option<Millis>,
-    /// When this receiver last acted on the same notification.
-    pub last_same: Option<Millis>,
+    /// The last decision on the same notification or idempotency key.
+    pub last_same: Option<Decided>,
 }
 
 impl ScaleServiceConfig {
@@ -176,8 +184,8 @@ impl ScaleServiceConfig {
 
     pub fn with_options(mut self, options: ScaleOptions) -> Result<Self, ValidationError> {
         for (field, value) in [
-            ("scaleServiceConfig.cooldownUpSeconds", options.cooldown_up),
-            ("scaleServiceConfig.cooldownDownSeconds", options.cooldown_down),
+            ("scaleServiceConfig.cooldownUpSeconds", options.cooldown_up.unwrap_or(0)),
+            ("scaleServiceConfig.cooldownDownSeconds", options.cooldown_down.unwrap_or(0)),
             ("scaleServiceConfig.dedupSeconds", options.dedup),
         ] {
             if value > MAX_WINDOW_SECONDS {
@@ -191,24 +199,36 @@ impl ScaleServiceConfig {
         Ok(self)
     }
 
-    pub fn cooldown(&self, direction: ScaleAction) -> u32 {
-        match direction {
-            ScaleAction::Up => self.options.cooldown_up,
-            ScaleAction::Down => self.options.cooldown_down,
-        }
+    /// The cooldown a trigger in `direction` waits for; `alert`: it carries a notification.
+    pub fn cooldown(&self, direction: ScaleAction, alert: bool) -> u32 {
+        let (set, alert_default) = match direction {
+            ScaleAction::Up => (self.options.cooldown_up, ALERT_COOLDOWN_UP),
+            ScaleAction::Down => (self.options.cooldown_down, ALERT_COOLDOWN_DOWN),
+        };
+        set.unwrap_or(if alert { alert_default } else { 0 })
     }
 
-    /// Reads the trigger's payload: which way to step, or why not to.
-    pub fn intent(&self, notification: Option<&Notification>) -> Intent {
+    /// Reads the trigger's payload and idempotency key: which way to step, or why not to.
+    /// A client's `Idempotency-Key` names the request better than its body does, so it wins.
+    pub fn intent(&self, notification: Option<&Notification>, idempotency_key: Option<DedupKey>) -> Intent {
+        let idempotent = idempotency_key.map(|key| Dedup {
+            key,
+            kind: DedupKind::IdempotencyKey,
+            window_seconds: IDEMPOTENCY_WINDOW_SECONDS,
+        });
         let Some(n) = notification else {
-            return Intent::Step { direction: self.action, dedup_key: None };
+            return Intent::Step { direction: self.action, dedup: idempotent };
         };
-        let dedup_key = Some(n.dedup_key());
+        let dedup = idempotent.or(Some(Dedup {
+            key: n.dedup_key(),
+            kind: DedupKind::Notification,
+            window_seconds: self.options.dedup,
+        }));
         if n.is_firing() {
-            return Intent::Step { direction: self.action, dedup_key };
+            return Intent::Step { direction: self.action, dedup };
         }
         match self.options.on_resolved {
-            OnResolved::Reverse => Intent::Step { direction: self.action.reverse(), dedup_key },
+            OnResolved::Reverse => Intent::Step { direction: self.action.reverse(), dedup },
             OnResolved::Ignore => Intent::Skip {
                 reason: SkipReason::Resolved,
                 detail: "the alerts resolved; this receiver ignores resolved notifications (onResolved: ignore)".into(),
@@ -217,23 +237,38 @@ impl ScaleServiceConfig {
     }
 
     /// Dedup, then cooldown: a duplicate inside a cooldown is reported as a duplicate.
-    pub fn timing(&self, direction: ScaleAction, now: Millis, history: History) -> Option<(SkipReason, String)> {
+    pub fn timing(
+        &self,
+        direction: ScaleAction,
+        now: Millis,
+        dedup: Option<&Dedup>,
+        alert: bool,
+        history: History,
+    ) -> Option<(SkipReason, String)> {
         let elapsed = |at: Millis| (now - at).max(0) / 1000;
-        if let Some(at) = history.last_same {
-            let window = i64::from(self.options.dedup);
-            if elapsed(at) < window {
+        if let (Some(dedup), Some(same)) = (dedup, history.last_same) {
+            let window = i64::from(dedup.window_seconds);
+            if elapsed(same.at) < window {
+                let what = match dedup.kind {
+                    DedupKind::Notification => "the same notification",
+                    DedupKind::IdempotencyKey => "a request with the same Idempotency-Key",
+                };
                 return Some((
                     SkipReason::Duplicate,
-                    format!("the same notification was acted on {} s ago (dedup window {window} s)", elapsed(at)),
+                    format!(
+                        "{what} was acted on {} s ago, as execution {} (dedup window {window} s)",
+                        elapsed(same.at),
+                        same.execution
+                    ),
                 ));
             }
         }
-        let cooldown = i64::from(self.cooldown(direction));
+        let cooldown = i64::from(self.cooldown(direction, alert));
         match history.last_change {
             Some(at) if elapsed(at) < cooldown => Some((
                 SkipReason::Cooldown,
                 format!(
-                    "scaling {} waits {cooldown} s after this receiver's last change, {} s ago",
+                    "scaling {} waits {cooldown} s after the service's last change, {} s ago",
                     direction.as_str(),
                     elapsed(at)
                 ),
@@ -283,7 +318,7 @@ impl ScaleServiceConfig {
             to: target,
             reason: format!(
                 "scaled {} by {}{}",
-                self.action.as_str(),
+                direction.as_str(),
                 current.abs_diff(target),
                 bound_reason.unwrap_or_default()
             ),
@@ -376,44 +411,91 @@ mod planning_tests {
     #[test]
     fn a_plain_trigger_steps_in_the_configured_direction() {
         let c = config(ScaleAction::Down, ScaleOptions::default());
-        assert_eq!(c.intent(None), Intent::Step { direction: ScaleAction::Down, dedup_key: None });
+        assert_eq!(c.intent(None, None), Intent::Step { direction: ScaleAction::Down, dedup: None });
     }
 
     #[test]
     fn resolved_is_ignored_by_default_and_reversed_on_request() {
         let resolved = notification(AlertStatus::Resolved);
         let ignore = config(ScaleAction::Up, ScaleOptions::default());
-        assert!(matches!(ignore.intent(Some(&resolved)), Intent::Skip { reason: SkipReason::Resolved, .. }));
+        assert!(matches!(ignore.intent(Some(&resolved), None), Intent::Skip { reason: SkipReason::Resolved, .. }));
         let reverse = config(ScaleAction::Up, ScaleOptions { on_resolved: OnResolved::Reverse, ..Default::default() });
         assert!(matches!(
-            reverse.intent(Some(&resolved)),
-            Intent::Step { direction: ScaleAction::Down, dedup_key: Some(_) }
+            reverse.intent(Some(&resolved), None),
+            Intent::Step { direction: ScaleAction::Down, dedup: Some(_) }
         ));
         let firing = notification(AlertStatus::Firing);
         assert!(matches!(
-            ignore.intent(Some(&firing)),
-            Intent::Step { direction: ScaleAction::Up, dedup_key: Some(_) }
+            ignore.intent(Some(&firing), None),
+            Intent::Step { direction: ScaleAction::Up, dedup: Some(_) }
         ));
+    }
+
+    fn decided(at: Millis) -> Option<Decided> {
+        Some(Decided { at, execution: crate::domain::ExecutionId::generate() })
     }
 
     #[test]
     fn dedup_comes_before_cooldown_and_both_expire() {
-        let c = config(ScaleAction::Down, ScaleOptions { dedup: 60, cooldown_down: 300, ..Default::default() });
+        let c = config(ScaleAction::Down, ScaleOptions { dedup: 60, ..Default::default() });
+        let Intent::Step { dedup, .. } = c.intent(Some(&notification(AlertStatus::Firing)), None) else {
+            panic!("a firing notification steps")
+        };
+        let dedup = dedup.as_ref();
         let now = 1_000_000_000;
-        let recent = History { last_change: Some(now - 10_000), last_same: Some(now - 10_000) };
-        assert_eq!(c.timing(ScaleAction::Down, now, recent).unwrap().0, SkipReason::Duplicate);
-        let old_same = History { last_change: Some(now - 100_000), last_same: Some(now - 100_000) };
-        assert_eq!(c.timing(ScaleAction::Down, now, old_same).unwrap().0, SkipReason::Cooldown);
-        assert_eq!(c.timing(ScaleAction::Up, now, old_same), None, "the up cooldown is 0");
+        let recent = History { last_change: Some(now - 10_000), last_same: decided(now - 10_000) };
+        assert_eq!(c.timing(ScaleAction::Down, now, dedup, true, recent).unwrap().0, SkipReason::Duplicate);
+        assert_eq!(c.timing(ScaleAction::Down, now, None, true, recent).unwrap().0, SkipReason::Cooldown);
+        let old_same = History { last_change: Some(now - 100_000), last_same: decided(now - 100_000) };
+        assert_eq!(c.timing(ScaleAction::Down, now, dedup, true, old_same).unwrap().0, SkipReason::Cooldown);
+        assert_eq!(c.timing(ScaleAction::Up, now, dedup, true, old_same), None, "the up cooldown is 0");
         let long_ago = History { last_change: Some(now - 301_000), last_same: None };
-        assert_eq!(c.timing(ScaleAction::Down, now, long_ago), None);
-        assert_eq!(c.timing(ScaleAction::Down, now, History::default()), None);
+        assert_eq!(c.timing(ScaleAction::Down, now, dedup, true, long_ago), None);
+        assert_eq!(c.timing(ScaleAction::Down, now, dedup, true, History::default()), None);
+    }
+
+    #[test]
+    fn default_cooldowns_hold_alerts_back_but_not_plain_posts() {
+        let now = 1_000_000_000;
+        let just_changed = History { last_change: Some(now - 10_000), last_same: None };
+        let defaults = config(ScaleAction::Down, ScaleOptions::default());
+        assert_eq!(defaults.timing(ScaleAction::Down, now, None, true, just_changed).unwrap().0, SkipReason::Cooldown);
+        assert_eq!(defaults.timing(ScaleAction::Down, now, None, false, just_changed), None, "a person means it now");
+        let explicit = config(ScaleAction::Down, ScaleOptions { cooldown_down: Some(60), ..Default::default() });
+        assert_eq!(explicit.timing(ScaleAction::Down, now, None, false, just_changed).unwrap().0, SkipReason::Cooldown);
+        let off = config(ScaleAction::Down, ScaleOptions { cooldown_down: Some(0), ..Default::default() });
+        assert_eq!(off.timing(ScaleAction::Down, now, None, true, just_changed), None);
+    }
+
+    #[test]
+    fn an_idempotency_key_names_the_request_for_a_day() {
+        let c = config(ScaleAction::Up, ScaleOptions { dedup: 60, ..Default::default() });
+        let key = DedupKey::idempotency("deploy-42");
+        let Intent::Step { dedup: Some(dedup), .. } = c.intent(Some(&notification(AlertStatus::Firing)), Some(key))
+        else {
+            panic!("steps with a dedup key")
+        };
+        assert_eq!((dedup.key, dedup.kind), (key, DedupKind::IdempotencyKey));
+        let now = 1_000_000_000;
+        let an_hour_ago = History { last_change: None, last_same: decided(now - 3_600_000) };
+        let (reason, detail) = c.timing(ScaleAction::Up, now, Some(&dedup), false, an_hour_ago).unwrap();
+        assert_eq!(reason, SkipReason::Duplicate);
+        assert!(detail.contains("Idempotency-Key"), "{detail}");
+        let two_days_ago = History { last_change: None, last_same: decided(now - 2 * 86_400_000) };
+        assert_eq!(c.timing(ScaleAction::Up, now, Some(&dedup), false, two_days_ago), None);
+    }
+
+    #[test]
+    fn a_reversed_step_says_which_way_it_went() {
+        let c = config(ScaleAction::Up, ScaleOptions { on_resolved: OnResolved::Reverse, ..Default::default() });
+        let ScaleDecision::Scale { reason, .. } = c.decide(ScaleAction::Down, 3) else { panic!("steps down") };
+        assert_eq!(reason, "scaled down by 1");
     }
 
     #[test]
     fn windows_are_bounded() {
         let c = ScaleServiceConfig::new(ServiceId::parse("web").unwrap(), ScaleAction::Up, 1, 1, 10).unwrap();
-        let too_long = ScaleOptions { cooldown_down: MAX_WINDOW_SECONDS + 1, ..Default::default() };
+        let too_long = ScaleOptions { cooldown_down: Some(MAX_WINDOW_SECONDS + 1), ..Default::default() };
         assert_eq!(c.with_options(too_long).unwrap_err().field, "scaleServiceConfig.cooldownDownSeconds");
     }
 }

@@ -39,7 +39,7 @@ pub fn snippet(r: &Receiver, url: &str) -> String {
     };
     // A still-firing alert steps again only once its repeat is outside the dedup window and
     // the cooldown; a minute more keeps it clear of both.
-    let repeat = c.options.dedup.max(c.cooldown(c.action)) + 60;
+    let repeat = c.options.dedup.max(c.cooldown(c.action, true)) + 60;
     let action = match c.action {
         ScaleAction::Up => "up",
         ScaleAction::Down => "down",
@@ -78,7 +78,7 @@ route:
         describe = r.config.describe(),
         service = c.service,
         dedup = c.options.dedup,
-        cooldown = c.cooldown(c.action),
+        cooldown = c.cooldown(c.action, true),
         repeat = duration(repeat),
     )
 }

@@ -82,6 +82,15 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "duplicate_name", message).with_field("name")
             }
             StoreError::NotFound => ApiError::not_found("not_found", "the resource does not exist"),
+            StoreError::Stale => ApiError::new(
+                StatusCode::CONFLICT,
+                "edit_conflict",
+                "the resource was changed by another request at the same time; read it again and retry",
+            ),
+            cause @ (StoreError::Unavailable(_) | StoreError::WriterGone) => {
+                tracing::error!(error = %cause, "the store is unavailable");
+                ApiError::unavailable("store_unavailable", "hookd cannot write to its database now; retry later", 5)
+            }
             other => ApiError::internal(other),
         }
     }
@@ -96,6 +105,7 @@ impl From<BackendError> for ApiError {
             BackendError::Refused(message) => ApiError::bad_request("service_not_scalable", message),
             BackendError::Conflict => ApiError::unavailable("backend_conflict", e.to_string(), 1),
             BackendError::Unavailable(message) => ApiError::unavailable("backend_unavailable", message, 10),
+            BackendError::Unrecorded(_) => ApiError::from(StoreError::Unavailable(e.to_string())),
         }
     }
 }
@@ -106,7 +116,11 @@ impl From<EngineError> for ApiError {
             // Nothing was acknowledged; a retry is safe and wanted.
             EngineError::Store(cause) => {
                 tracing::error!(error = %cause, "could not record an execution");
-                ApiError::unavailable("store_unavailable", "hookd could not record the execution; retry later", 5)
+                ApiError::unavailable(
+                    "store_unavailable",
+                    "hookd could not record the decision, so it did nothing; retry later",
+                    5,
+                )
             }
             EngineError::NoBackend(_) => ApiError::internal(e),
         }

@@ -27,12 +27,20 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         Ok(()) => Json(json!({ "status": "ready" })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "store not ready");
-            ApiError::unavailable("store_unavailable", "the store does not answer", 5).into_response()
+            ApiError::unavailable("store_unavailable", "hookd cannot write to its database now", 5).into_response()
         }
     }
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let disk = state.store.disk_usage();
+    let gauges = &state.metrics.store;
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    gauges.database_bytes.set(as_i64(disk.database_bytes));
+    gauges.wal_bytes.set(as_i64(disk.wal_bytes));
+    gauges.wal_peak_bytes.set(as_i64(disk.wal_peak_bytes));
+    gauges.executions.set(as_i64(disk.executions));
+    gauges.writable.set(i64::from(disk.writable));
     // Scale gauges are read at scrape time, so they are never stale.
     for (project, backend) in state.backends.projects() {
         let Ok(services) = backend.list_services().await else {

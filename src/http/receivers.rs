@@ -19,6 +19,7 @@ use crate::{
     auth::Caller,
     backend::Backend,
     domain::{now_millis, Driver, DriverConfig, ExecutionId, Receiver, ReceiverId, ReceiverName},
+    store::StoreError,
     token::TriggerClaims,
 };
 
@@ -173,6 +174,7 @@ pub async fn create(
         config,
         enabled: body.enabled.unwrap_or(true),
         token_generation: 1,
+        revision: 1,
         created: now,
         updated: now,
     };
@@ -212,16 +214,38 @@ pub async fn get(
     Ok(Json(render(&state, &caller, &state.base_url(&headers), &receiver)))
 }
 
+/// Most times an edit is re-applied to a receiver that keeps changing under it.
+const EDIT_ATTEMPTS: u32 = 8;
+
+/// Applies `change` to the receiver's latest revision and stores it, reading the receiver
+/// again when another edit came first: two concurrent edits (an enable and a regenerate,
+/// say) both land, and neither undoes the other.
+async fn edit(state: &AppState, mut receiver: Receiver, change: impl Fn(&mut Receiver)) -> Result<Receiver, ApiError> {
+    for _ in 0..EDIT_ATTEMPTS {
+        let mut edited = receiver.clone();
+        change(&mut edited);
+        edited.updated = now_millis();
+        match state.store.update_receiver(&edited).await {
+            Ok(stored) => return Ok(stored),
+            Err(StoreError::Stale) => {
+                receiver = state.store.receiver(receiver.id).await?.ok_or_else(|| {
+                    ApiError::not_found("receiver_not_found", format!("there is no receiver {}", receiver.id))
+                })?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Stale.into())
+}
+
 pub async fn update(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Target { caller, mut receiver }: Target,
+    Target { caller, receiver }: Target,
     JsonBody(mut body): JsonBody<ReceiverIn>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_manage(&caller, &receiver)?;
-    if let Some(name) = body.name.as_deref() {
-        receiver.name = ReceiverName::parse(name)?;
-    }
+    let name = body.name.as_deref().map(ReceiverName::parse).transpose()?;
     let driver = receiver.config.driver();
     if let Some(requested) = body.driver.as_deref() {
         if parse_driver(requested)? != driver {
@@ -232,15 +256,25 @@ pub async fn update(
             .with_field("driver"));
         }
     }
-    if body.scale_service_config.is_some() {
-        let (_, backend) = state.project(&caller, Some(receiver.project.as_str()))?;
-        receiver.config = driver_config(backend.as_ref(), driver, &mut body).await?;
-    }
-    if let Some(enabled) = body.enabled {
-        receiver.enabled = enabled;
-    }
-    receiver.updated = now_millis();
-    state.store.update_receiver(&receiver).await?;
+    let config = match body.scale_service_config.is_some() {
+        true => {
+            let (_, backend) = state.project(&caller, Some(receiver.project.as_str()))?;
+            Some(driver_config(backend.as_ref(), driver, &mut body).await?)
+        }
+        false => None,
+    };
+    let receiver = edit(&state, receiver, |r| {
+        if let Some(name) = &name {
+            r.name = name.clone();
+        }
+        if let Some(config) = &config {
+            r.config = config.clone();
+        }
+        if let Some(enabled) = body.enabled {
+            r.enabled = enabled;
+        }
+    })
+    .await?;
     Ok(Json(render(&state, &caller, &state.base_url(&headers), &receiver)))
 }
 
@@ -258,24 +292,23 @@ pub async fn delete(
 pub async fn action(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Target { caller, mut receiver }: Target,
+    Target { caller, receiver }: Target,
     RawQuery(q): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let query: ActionQuery = parse_query(q.as_deref())?;
     require_manage(&caller, &receiver)?;
-    match query.action.as_deref() {
-        Some("enable") => receiver.enabled = true,
-        Some("disable") => receiver.enabled = false,
-        Some("regenerateUrl") => receiver.token_generation += 1,
+    let change: fn(&mut Receiver) = match query.action.as_deref() {
+        Some("enable") => |r| r.enabled = true,
+        Some("disable") => |r| r.enabled = false,
+        Some("regenerateUrl") => |r| r.token_generation += 1,
         other => {
             return Err(ApiError::bad_request(
                 "unknown_action",
                 format!("unknown action {:?}; use ?action=enable, disable or regenerateUrl", other.unwrap_or("")),
             ))
         }
-    }
-    receiver.updated = now_millis();
-    state.store.update_receiver(&receiver).await?;
+    };
+    let receiver = edit(&state, receiver, change).await?;
     Ok(Json(render(&state, &caller, &state.base_url(&headers), &receiver)))
 }
 

@@ -14,7 +14,7 @@ use super::{
     ApiError, AppState,
 };
 use crate::domain::{
-    scale::{MAX_SCALE, MAX_WINDOW_SECONDS},
+    scale::{ALERT_COOLDOWN_DOWN, ALERT_COOLDOWN_UP, MAX_SCALE, MAX_WINDOW_SECONDS},
     Driver, Outcome, ScaleOptions,
 };
 
@@ -67,12 +67,12 @@ fn schemas(base: &str) -> Vec<Value> {
                          "description": "Must be greater than min" },
                 "onResolved": { "type": "enum", "options": ["ignore", "reverse"], "default": "ignore", "create": true, "update": true,
                                 "description": "What a resolved Alertmanager notification does: nothing, or undo one step" },
-                "cooldownUpSeconds": { "type": "int", "default": defaults.cooldown_up, "min": 0, "max": MAX_WINDOW_SECONDS,
+                "cooldownUpSeconds": { "type": "int", "default": null, "nullable": true, "min": 0, "max": MAX_WINDOW_SECONDS,
                                        "create": true, "update": true,
-                                       "description": "Seconds after this receiver's last change before it scales up again" },
-                "cooldownDownSeconds": { "type": "int", "default": defaults.cooldown_down, "min": 0, "max": MAX_WINDOW_SECONDS,
+                                       "description": format!("Seconds after the service's last change (by any receiver) before this receiver scales it up. Unset: {ALERT_COOLDOWN_UP} for Alertmanager notifications, none for plain POSTs") },
+                "cooldownDownSeconds": { "type": "int", "default": null, "nullable": true, "min": 0, "max": MAX_WINDOW_SECONDS,
                                          "create": true, "update": true,
-                                         "description": "Seconds after this receiver's last change before it scales down again" },
+                                         "description": format!("Seconds after the service's last change (by any receiver) before this receiver scales it down. Unset: {ALERT_COOLDOWN_DOWN} for Alertmanager notifications, none for plain POSTs") },
                 "dedupSeconds": { "type": "int", "default": defaults.dedup, "min": 0, "max": MAX_WINDOW_SECONDS,
                                   "create": true, "update": true,
                                   "description": "A notification already acted on within this window is skipped as a duplicate" },

@@ -23,7 +23,12 @@ use super::{
     wire::TriggerOut,
     ApiError, AppState,
 };
-use crate::{domain::Outcome, engine::TriggerRequest, payload, token::TriggerClaims};
+use crate::{
+    domain::{DedupKey, Outcome},
+    engine::TriggerRequest,
+    payload,
+    token::TriggerClaims,
+};
 
 /// The trigger's query parameters, borrowed from the URL when nothing in them is escaped.
 #[derive(Default)]
@@ -52,6 +57,31 @@ fn dry_run(value: Option<&str>) -> Result<bool, ApiError> {
         Some("" | "1" | "true" | "yes") => Ok(true),
         Some(other) => Err(ApiError::bad_request("invalid_query", format!("dryRun must be 1 or 0, not {other:?}"))),
     }
+}
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Longest `Idempotency-Key` accepted (the IETF draft's keys are UUIDs; leave room).
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The request's `Idempotency-Key`: visible ASCII, 1 to 255 characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<DedupKey>, ApiError> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    let invalid = |why: &str| {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!("the Idempotency-Key header {why}; send one key of 1 to {MAX_IDEMPOTENCY_KEY} visible characters"),
+        )
+    };
+    if values.next().is_some() {
+        return Err(invalid("appears more than once"));
+    }
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_IDEMPOTENCY_KEY || !bytes.iter().all(u8::is_ascii_graphic) {
+        return Err(invalid("is empty, too long, or not visible ASCII"));
+    }
+    let key = std::str::from_utf8(bytes).map_err(|_| invalid("is not ASCII"))?;
+    Ok(Some(DedupKey::idempotency(key)))
 }
 
 /// Longest user agent kept in the history.
@@ -172,7 +202,8 @@ pub async fn trigger(
     if receiver.token_generation != claims.generation || receiver.project != claims.project {
         return Err(revoked());
     }
-    let request = TriggerRequest { source: source(peer, &parts.headers), payload, dry_run };
+    let idempotency_key = idempotency_key(&parts.headers).map_err(|e| reject(&state, e))?;
+    let request = TriggerRequest { source: source(peer, &parts.headers), payload, dry_run, idempotency_key };
     // Its own task: a caller that hangs up mid-trigger must not cancel it between acting on
     // the backend and recording the execution.
     let engine_state = state.clone();

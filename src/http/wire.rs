@@ -80,8 +80,8 @@ impl ScaleServiceConfigIn {
         let defaults = ScaleOptions::default();
         let options = ScaleOptions {
             on_resolved: self.on_resolved.as_deref().map(OnResolved::parse).transpose()?.unwrap_or_default(),
-            cooldown_up: self.cooldown_up_seconds.unwrap_or(defaults.cooldown_up),
-            cooldown_down: self.cooldown_down_seconds.unwrap_or(defaults.cooldown_down),
+            cooldown_up: self.cooldown_up_seconds,
+            cooldown_down: self.cooldown_down_seconds,
             dedup: self.dedup_seconds.unwrap_or(defaults.dedup),
         };
         Ok(ScaleServiceConfig::new(

@@ -73,7 +73,7 @@ mod fuzz {
             }
             if let Ok(TriggerPayload::Alertmanager(n)) = parse(&body) {
                 prop_assert!(!n.alerts.is_empty());
-                prop_assert_eq!(n.dedup_key().len(), 32);
+                prop_assert_eq!(n.dedup_key().to_string().len(), 32);
             }
         }
 

@@ -12,7 +12,12 @@ use async_trait::async_trait;
 
 pub use sqlite::SqliteStore;
 
-use crate::domain::{ApiTokenId, Execution, ExecutionId, Millis, ProjectName, Receiver, ReceiverId};
+use crate::{
+    config::Retention,
+    domain::{
+        ApiTokenId, Decided, DedupKey, Execution, ExecutionId, Millis, ProjectName, Receiver, ReceiverId, ServiceKey,
+    },
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -21,15 +26,56 @@ pub enum StoreError {
     Conflict(String),
     #[error("not found")]
     NotFound,
+    /// The row changed since it was read: read it again and retry.
+    #[error("it was changed concurrently")]
+    Stale,
+    /// The store cannot write (or read) now: disk full, I/O error, locked. Nothing was written.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("corrupt row: {0}")]
     Corrupt(String),
     #[error("the store's writer has stopped")]
     WriterGone,
 }
 
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                StoreError::Unavailable(e.to_string())
+            }
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| sqlite::is_transient_code(&c)) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// State a backend keeps in hookd's own store. It is written in the same transaction as the
+/// execution that changed it, so the two are durable together or not at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateWrite {
+    /// A local service's desired scale.
+    LocalScale { backend: String, service: String, scale: u32 },
+}
+
+/// What the store holds on disk, for `/metrics` and the benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Bytes of the database file and its write-ahead log.
+    pub database_bytes: u64,
+    pub wal_bytes: u64,
+    /// The largest the write-ahead log has been since the store opened.
+    pub wal_peak_bytes: u64,
+    pub executions: u64,
+    /// False after a failed write, until a write succeeds.
+    pub writable: bool,
+}
 
 /// What an API token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,13 +142,17 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         after: Option<ReceiverId>,
     ) -> StoreResult<Vec<Receiver>>;
-    /// Replaces a receiver's mutable fields; `NotFound` or `Conflict` (name taken).
-    async fn update_receiver(&self, receiver: &Receiver) -> StoreResult<()>;
-    /// Deletes a receiver and its history; false when it did not exist.
+    /// Replaces a receiver's mutable fields if it is still at `receiver.revision`, and returns
+    /// it at its new revision. `Stale` when another change came first (read again and retry),
+    /// `NotFound`, or `Conflict` (name taken). Once this returns, every read sees the change.
+    async fn update_receiver(&self, receiver: &Receiver) -> StoreResult<Receiver>;
+    /// Deletes a receiver and its history; false when it did not exist. Once this returns,
+    /// no read returns the receiver.
     async fn delete_receiver(&self, id: ReceiverId) -> StoreResult<bool>;
 
-    /// Records an execution durably before returning: a trigger is acknowledged only after this.
-    async fn record_execution(&self, execution: &Execution) -> StoreResult<()>;
+    /// Records an execution durably, with the backend state it changed, in one transaction.
+    /// Recording the same execution id again replaces it (an intent becomes its outcome).
+    async fn record_execution(&self, execution: &Execution, state: Option<&StateWrite>) -> StoreResult<()>;
     /// A receiver's executions, newest first, older than `before` when given.
     async fn list_executions(
         &self,
@@ -110,11 +160,11 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         before: Option<ExecutionId>,
     ) -> StoreResult<Vec<Execution>>;
-    /// When the receiver last changed a scale (dry runs aside).
-    async fn last_change(&self, receiver: ReceiverId) -> StoreResult<Option<Millis>>;
-    /// When the receiver last decided (scaled or found unchanged) on the notification with
-    /// this dedup key (dry runs and failures aside).
-    async fn last_decided(&self, receiver: ReceiverId, dedup_key: &str) -> StoreResult<Option<Millis>>;
+    /// When the service last changed scale, by any receiver (dry runs aside).
+    async fn last_change(&self, service: &ServiceKey) -> StoreResult<Option<Millis>>;
+    /// The receiver's last decision (scaled or found unchanged, dry runs and failures aside)
+    /// on this dedup key, if one was made at `since` or later.
+    async fn last_decided(&self, receiver: ReceiverId, key: &DedupKey, since: Millis) -> StoreResult<Option<Decided>>;
     async fn count_executions(&self, receiver: ReceiverId) -> StoreResult<u64>;
 
     /// Every signing key, retired or not.
@@ -128,22 +178,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Desired scales the local backend persisted, by service name.
     async fn local_scales(&self, backend: &str) -> StoreResult<HashMap<String, u32>>;
-    /// Queues a local service's desired scale. Writes commit in order, so it is durable no
-    /// later than the next write this store acknowledges (a trigger's execution record).
-    async fn set_local_scale(&self, backend: &str, service: &str, scale: u32) -> StoreResult<()>;
-    /// Returns once every write queued before it is durable.
-    async fn flush(&self) -> StoreResult<()>;
 
-    /// Cheap round trip for `/readyz`.
+    /// For `/readyz`: can the store write now? After a failed write this tries a real one.
     async fn ping(&self) -> StoreResult<()>;
+    fn disk_usage(&self) -> DiskUsage;
     /// Flushes pending writes and closes connections.
     async fn close(&self);
 }
 
 /// Opens the store named by `url` and runs its migrations.
-pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open(url: &str, retention: Retention) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url).await?))
+        Ok(Arc::new(SqliteStore::open(url, retention).await?))
     } else {
         anyhow::bail!("unsupported database URL {url:?}: hookd supports sqlite:// URLs")
     }

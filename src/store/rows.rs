@@ -6,9 +6,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ApiToken, Role, StoreError, StoreResult};
+use crate::domain::DedupKey;
 use crate::domain::{
     AlertRef, AlertStatus, ApiTokenId, Driver, DriverConfig, Execution, ExecutionId, Millis, OnResolved, Outcome,
     ProjectName, Receiver, ReceiverId, ReceiverName, ScaleAction, ScaleOptions, ScaleServiceConfig, ServiceId,
+    ServiceKey,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -74,8 +76,8 @@ pub fn config_to_json(config: &DriverConfig) -> String {
             min: c.min,
             max: c.max,
             on_resolved: Some(c.options.on_resolved.as_str().to_owned()),
-            cooldown_up: Some(c.options.cooldown_up),
-            cooldown_down: Some(c.options.cooldown_down),
+            cooldown_up: c.options.cooldown_up,
+            cooldown_down: c.options.cooldown_down,
             dedup: Some(c.options.dedup),
         }),
     };
@@ -101,8 +103,8 @@ pub fn config_from_json(driver: &str, json: &str) -> StoreResult<DriverConfig> {
                     .transpose()
                     .map_err(corrupt)?
                     .unwrap_or_default(),
-                cooldown_up: s.cooldown_up.unwrap_or(defaults.cooldown_up),
-                cooldown_down: s.cooldown_down.unwrap_or(defaults.cooldown_down),
+                cooldown_up: s.cooldown_up,
+                cooldown_down: s.cooldown_down,
                 dedup: s.dedup.unwrap_or(defaults.dedup),
             };
             let config = ScaleServiceConfig::new(service, action, s.amount, s.min, s.max)
@@ -126,6 +128,7 @@ pub struct ReceiverRow {
     pub token_generation: i64,
     pub created: i64,
     pub updated: i64,
+    pub revision: i64,
 }
 
 impl ReceiverRow {
@@ -139,15 +142,17 @@ impl ReceiverRow {
             token_generation: u32::try_from(self.token_generation).map_err(corrupt)?,
             created: self.created,
             updated: self.updated,
+            revision: u32::try_from(self.revision).map_err(corrupt)?,
         })
     }
 }
 
-/// An `executions` row as read from any SQL store.
+/// An `executions` row as read from any SQL store: ids and keys as raw bytes.
 #[derive(sqlx::FromRow)]
 pub struct ExecutionRow {
-    pub id: String,
-    pub receiver_id: String,
+    pub id: Vec<u8>,
+    pub receiver: Vec<u8>,
+    pub service: Option<String>,
     pub at: Millis,
     pub source: String,
     pub outcome: String,
@@ -157,15 +162,16 @@ pub struct ExecutionRow {
     pub detail: String,
     pub dry_run: bool,
     pub alerts: String,
-    pub dedup_key: Option<String>,
+    pub dedup_key: Option<Vec<u8>>,
 }
 
 impl ExecutionRow {
     pub fn into_domain(self) -> StoreResult<Execution> {
         let scale = |v: Option<i64>| v.map(u32::try_from).transpose().map_err(corrupt);
         Ok(Execution {
-            id: ExecutionId::parse(&self.id).ok_or_else(|| corrupt(format!("execution id {:?}", self.id)))?,
-            receiver: ReceiverId::parse(&self.receiver_id).ok_or_else(|| corrupt("execution receiver id"))?,
+            id: ExecutionId::from_slice(&self.id).ok_or_else(|| corrupt("execution id"))?,
+            receiver: ReceiverId::from_slice(&self.receiver).ok_or_else(|| corrupt("execution receiver id"))?,
+            service: self.service.map(ServiceKey::from_stored),
             at: self.at,
             source: self.source,
             outcome: Outcome::parse(&self.outcome).ok_or_else(|| corrupt(format!("outcome {:?}", self.outcome)))?,
@@ -175,7 +181,10 @@ impl ExecutionRow {
             detail: self.detail,
             dry_run: self.dry_run,
             alerts: alerts_from_json(&self.alerts)?,
-            dedup_key: self.dedup_key,
+            dedup_key: self
+                .dedup_key
+                .map(|k| DedupKey::from_slice(&k).ok_or_else(|| corrupt("execution dedup key")))
+                .transpose()?,
         })
     }
 }

@@ -104,22 +104,39 @@ async fn a_repeated_notification_is_a_duplicate_until_the_window_passes() {
 }
 
 #[tokio::test]
-async fn scaling_down_waits_for_its_cooldown() {
+async fn scaling_down_waits_for_its_cooldown_after_any_change_of_the_service() {
     let app = spawn_app().await;
     let up = receiver(&app, "up", "up", json!({})).await;
     for _ in 0..3 {
         app.trigger(&url(&up)).await;
     }
+    assert_eq!(app.desired_scale("web").await, 4, "plain POSTs wait for no default cooldown");
     let down = receiver(&app, "down", "down", json!({"cooldownDownSeconds": 300})).await;
-    let (_, a) = app.trigger(&url(&down)).await;
-    assert_eq!((a["outcome"].as_str(), a["to"].as_u64()), (Some("scaled"), Some(3)), "{a}");
     let (status, a) = app.trigger(&url(&down)).await;
     assert_eq!(status, StatusCode::OK, "a skip is a decision, answered 2xx");
     assert_eq!((a["outcome"].as_str(), a["reason"].as_str()), (Some("skipped"), Some("cooldown")), "{a}");
-    assert!(a["detail"].as_str().unwrap().contains("waits 300 s"), "{a}");
-    assert_eq!(app.desired_scale("web").await, 3);
+    assert!(a["detail"].as_str().unwrap().contains("waits 300 s after the service's last change"), "{a}");
+    assert_eq!(app.desired_scale("web").await, 4);
     let (_, a) = app.trigger(&url(&up)).await;
-    assert_eq!(a["outcome"], "scaled", "the up receiver has its own cooldown (0 by default)");
+    assert_eq!(a["outcome"], "scaled", "scaling up has its own cooldown (none set)");
+    let eager = receiver(&app, "eager-down", "down", json!({"cooldownDownSeconds": 0})).await;
+    let (_, a) = app.trigger(&url(&eager)).await;
+    assert_eq!((a["outcome"].as_str(), a["to"].as_u64()), (Some("scaled"), Some(4)), "{a}");
+}
+
+#[tokio::test]
+async fn the_default_cooldown_holds_back_alerts_but_not_plain_posts() {
+    let app = spawn_app().await;
+    let up = receiver(&app, "up", "up", json!({})).await;
+    let down = receiver(&app, "down", "down", json!({})).await;
+    assert_eq!(down["scaleServiceConfig"]["cooldownDownSeconds"], Value::Null, "unset unless asked for");
+    app.trigger(&url(&up)).await;
+    app.trigger(&url(&up)).await;
+    let (_, a) = notify(&app, &url(&down), FIRING).await;
+    assert_eq!((a["outcome"].as_str(), a["reason"].as_str()), (Some("skipped"), Some("cooldown")), "{a}");
+    assert!(a["detail"].as_str().unwrap().contains("waits 300 s"), "{a}");
+    let (_, a) = app.trigger(&url(&down)).await;
+    assert_eq!((a["outcome"].as_str(), a["to"].as_u64()), (Some("scaled"), Some(2)), "a person means it now: {a}");
 }
 
 #[tokio::test]
@@ -186,7 +203,7 @@ async fn options_are_validated_and_shown() {
             c["cooldownDownSeconds"].as_u64(),
             c["dedupSeconds"].as_u64()
         ),
-        (Some("ignore"), Some(0), Some(300), Some(600)),
+        (Some("ignore"), None, None, Some(600)),
         "safe defaults"
     );
     for (options, field) in [

@@ -64,6 +64,8 @@ pub async fn app_on(host: &str) -> TestApp {
             kind: BackendKind::Docker,
             endpoint: Some(host),
             stop_grace_seconds: 2,
+            cgroups: true,
+            keeper_binary: None,
             services: Vec::new(),
         });
         config.projects.push(ProjectConfig { name: "dock".into(), backend: "docker".into() });

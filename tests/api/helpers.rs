@@ -36,6 +36,11 @@ pub fn sleep_service(name: &str, scale: u32, marker: &str) -> LocalServiceConfig
     }
 }
 
+/// The hookd binary: in tests, the server runs inside the test binary, so keepers need a path.
+pub fn keeper_binary() -> std::path::PathBuf {
+    env!("CARGO_BIN_EXE_hookd").into()
+}
+
 pub fn test_config(data_dir: &Path, marker: &str) -> Config {
     let mut config = Config {
         data_dir: data_dir.to_owned(),
@@ -44,6 +49,8 @@ pub fn test_config(data_dir: &Path, marker: &str) -> Config {
             kind: BackendKind::Local,
             endpoint: None,
             stop_grace_seconds: 2,
+            cgroups: true,
+            keeper_binary: Some(keeper_binary()),
             services: vec![sleep_service("web", 1, marker), sleep_service("api", 1, marker)],
         }],
         ..Config::default()
@@ -185,8 +192,14 @@ pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
     (status, value)
 }
 
-/// Processes (not zombies) whose environment holds `needle` as one entry.
+/// Processes (not zombies) whose environment holds `needle` as one entry, keepers aside:
+/// a service's own processes.
 pub fn live_pids_with_env(needle: &str) -> Vec<i32> {
+    all_pids_with_env(needle).into_iter().filter(|pid| !is_keeper(*pid)).collect()
+}
+
+/// Every process whose environment holds `needle`, keepers included.
+pub fn all_pids_with_env(needle: &str) -> Vec<i32> {
     let mut pids = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else { return pids };
     for entry in entries.flatten() {
@@ -197,6 +210,11 @@ pub fn live_pids_with_env(needle: &str) -> Vec<i32> {
         }
     }
     pids
+}
+
+pub fn is_keeper(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).any(|arg| arg == b"keep-replica"))
 }
 
 /// Polls `check` every 50 ms until it holds or `timeout` passes.

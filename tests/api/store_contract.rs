@@ -1,15 +1,18 @@
 //! The store contract: every `Store` implementation must pass these. Run here on SQLite;
-//! a PostgreSQL store runs the same functions.
+//! a PostgreSQL store runs the same functions. Each contract ends by reading everything
+//! again through a fresh store on the same database, past any cache.
 
 use std::sync::Arc;
 
 use futures_util::future::join_all;
 use hookd::{
+    config::Retention,
     domain::{
-        now_millis, AlertRef, AlertStatus, ApiTokenId, DriverConfig, Execution, ExecutionId, Outcome, ProjectName,
-        Receiver, ReceiverId, ReceiverName, ScaleAction, ScaleServiceConfig, ServiceId,
+        now_millis, AlertRef, AlertStatus, ApiTokenId, Decided, DedupKey, DriverConfig, Execution, ExecutionId,
+        Outcome, ProjectName, Receiver, ReceiverId, ReceiverName, ScaleAction, ScaleServiceConfig, ServiceId,
+        ServiceKey,
     },
-    store::{self, ApiToken, Role, Store, StoreError},
+    store::{self, ApiToken, Role, StateWrite, Store, StoreError},
     token::new_signing_key,
 };
 
@@ -23,15 +26,25 @@ fn receiver(project: &str, name: &str) -> Receiver {
         ),
         enabled: true,
         token_generation: 1,
+        revision: 1,
         created: now_millis(),
         updated: now_millis(),
     }
+}
+
+fn web() -> ServiceKey {
+    ServiceKey::new("local", &ServiceId::parse("web").unwrap())
+}
+
+fn key(name: &str) -> DedupKey {
+    DedupKey::idempotency(name)
 }
 
 fn execution(receiver: ReceiverId, n: u32) -> Execution {
     Execution {
         id: ExecutionId::generate(),
         receiver,
+        service: Some(web()),
         at: now_millis(),
         source: "127.0.0.1".into(),
         outcome: Outcome::Scaled,
@@ -50,7 +63,7 @@ fn decided(receiver: ReceiverId, outcome: Outcome, at: i64, key: Option<&str>, d
         at,
         outcome,
         dry_run,
-        dedup_key: key.map(str::to_owned),
+        dedup_key: key.map(self::key),
         alerts: vec![AlertRef {
             name: "High".into(),
             fingerprint: "27f97ab5be7c9d5f".into(),
@@ -87,14 +100,20 @@ async fn receivers_contract(store: Arc<dyn Store>) {
     changed.name = ReceiverName::parse("renamed").unwrap();
     changed.enabled = false;
     changed.token_generation = 2;
-    store.update_receiver(&changed).await.unwrap();
-    assert_eq!(store.receiver(a.id).await.unwrap(), Some(changed.clone()));
+    let stored = store.update_receiver(&changed).await.unwrap();
+    assert_eq!(stored, Receiver { revision: 2, ..changed.clone() }, "an update bumps the revision");
+    assert_eq!(store.receiver(a.id).await.unwrap(), Some(stored.clone()));
+    assert!(
+        matches!(store.update_receiver(&changed).await, Err(StoreError::Stale)),
+        "an edit of an old revision must not undo a newer one"
+    );
+    assert_eq!(store.receiver(a.id).await.unwrap(), Some(stored.clone()));
     let mut clash = more[0].clone();
     clash.name = ReceiverName::parse("renamed").unwrap();
     assert!(matches!(store.update_receiver(&clash).await, Err(StoreError::Conflict(_))));
     assert!(matches!(store.update_receiver(&receiver("alpha", "ghost")).await, Err(StoreError::NotFound)));
 
-    store.record_execution(&execution(a.id, 1)).await.unwrap();
+    store.record_execution(&execution(a.id, 1), None).await.unwrap();
     assert!(store.delete_receiver(a.id).await.unwrap());
     assert!(!store.delete_receiver(a.id).await.unwrap());
     assert_eq!(store.receiver(a.id).await.unwrap(), None);
@@ -107,9 +126,12 @@ async fn executions_contract(store: Arc<dyn Store>) {
     let mut written = Vec::new();
     for n in 0..5 {
         let e = execution(r.id, n);
-        store.record_execution(&e).await.unwrap();
+        store.record_execution(&e, None).await.unwrap();
         written.push(e);
     }
+    // Recording an execution again replaces it: an intent becomes its outcome.
+    written[4] = Execution { outcome: Outcome::Failed, reason: "backend down".into(), ..written[4].clone() };
+    store.record_execution(&written[4], None).await.unwrap();
     let page = store.list_executions(r.id, 3, None).await.unwrap();
     assert_eq!(page, written.iter().rev().take(3).cloned().collect::<Vec<_>>(), "newest first, read back as written");
     let older = store.list_executions(r.id, 3, Some(page[2].id)).await.unwrap();
@@ -119,7 +141,7 @@ async fn executions_contract(store: Arc<dyn Store>) {
     let writes = join_all((0..500).map(|n| {
         let store = store.clone();
         let e = execution(r.id, n);
-        async move { store.record_execution(&e).await }
+        async move { store.record_execution(&e, None).await }
     }))
     .await;
     assert!(writes.iter().all(Result::is_ok));
@@ -128,9 +150,10 @@ async fn executions_contract(store: Arc<dyn Store>) {
 
 async fn history_contract(store: Arc<dyn Store>) {
     let r = receiver("default", "timing");
+    let other_receiver = receiver("default", "timing-2");
     store.insert_receiver(&r).await.unwrap();
-    assert_eq!(store.last_change(r.id).await.unwrap(), None);
-    assert_eq!(store.last_decided(r.id, "k").await.unwrap(), None);
+    assert_eq!(store.last_change(&web()).await.unwrap(), None);
+    assert_eq!(store.last_decided(r.id, &key("k"), 0).await.unwrap(), None);
     let rows = [
         decided(r.id, Outcome::Scaled, 1_000, Some("k"), false),
         decided(r.id, Outcome::Unchanged, 2_000, Some("k"), false),
@@ -139,13 +162,33 @@ async fn history_contract(store: Arc<dyn Store>) {
         decided(r.id, Outcome::Skipped, 5_000, Some("k"), false),
     ];
     for e in &rows {
-        store.record_execution(e).await.unwrap();
+        store.record_execution(e, None).await.unwrap();
     }
-    assert_eq!(store.last_change(r.id).await.unwrap(), Some(1_000), "dry runs are not changes");
-    assert_eq!(store.last_decided(r.id, "k").await.unwrap(), Some(2_000), "failures and skips are not decisions");
-    assert_eq!(store.last_decided(r.id, "other").await.unwrap(), None, "dry runs are not decisions");
+    assert_eq!(store.last_change(&web()).await.unwrap(), Some(1_000), "dry runs are not changes");
+    let unchanged = Decided { at: 2_000, execution: rows[1].id };
+    assert_eq!(store.last_decided(r.id, &key("k"), 0).await.unwrap(), Some(unchanged), "failures, skips don't count");
+    assert_eq!(store.last_decided(r.id, &key("k"), 2_001).await.unwrap(), None, "outside the window");
+    assert_eq!(store.last_decided(r.id, &key("other"), 0).await.unwrap(), None, "dry runs are not decisions");
+    assert_eq!(store.last_decided(other_receiver.id, &key("k"), 0).await.unwrap(), None, "keys are per receiver");
+
+    // Cooldown is per service: another receiver's change counts.
+    let later = decided(other_receiver.id, Outcome::Scaled, 6_000, None, false);
+    store.record_execution(&later, None).await.unwrap();
+    assert_eq!(store.last_change(&web()).await.unwrap(), Some(6_000));
+    let elsewhere = ServiceKey::new("local", &ServiceId::parse("api").unwrap());
+    assert_eq!(store.last_change(&elsewhere).await.unwrap(), None);
+
+    // An intent recorded as a change, then re-recorded as failed, is neither.
+    let intent = decided(r.id, Outcome::Scaled, 7_000, Some("retry"), false);
+    store.record_execution(&intent, None).await.unwrap();
+    assert_eq!(store.last_decided(r.id, &key("retry"), 0).await.unwrap().map(|d| d.execution), Some(intent.id));
+    store.record_execution(&Execution { outcome: Outcome::Failed, ..intent.clone() }, None).await.unwrap();
+    assert_eq!(store.last_decided(r.id, &key("retry"), 0).await.unwrap(), None);
+
     let back = store.list_executions(r.id, 10, None).await.unwrap();
-    assert_eq!(back.iter().rev().cloned().collect::<Vec<_>>(), rows.to_vec(), "alerts, detail and flags read back");
+    let mut expected = rows.to_vec();
+    expected.push(Execution { outcome: Outcome::Failed, ..intent });
+    assert_eq!(back.iter().rev().cloned().collect::<Vec<_>>(), expected, "alerts, detail and flags read back");
 }
 
 async fn keys_tokens_scales_contract(store: Arc<dyn Store>) {
@@ -167,20 +210,23 @@ async fn keys_tokens_scales_contract(store: Arc<dyn Store>) {
     assert_eq!(store.api_token_by_hash("nope").await.unwrap(), None);
     assert_eq!(store.count_api_tokens().await.unwrap(), 1);
 
-    store.set_local_scale("local", "web", 3).await.unwrap();
-    store.set_local_scale("local", "web", 5).await.unwrap();
-    store.set_local_scale("other", "web", 7).await.unwrap();
-    store.flush().await.unwrap();
+    // A backend's state is written with the execution that changed it.
+    let r = receiver("default", "scaler");
+    let scale = |backend: &str, scale| StateWrite::LocalScale { backend: backend.into(), service: "web".into(), scale };
+    for (backend, n) in [("local", 3), ("local", 5), ("other", 7)] {
+        store.record_execution(&execution(r.id, n), Some(&scale(backend, n))).await.unwrap();
+    }
     let scales = store.local_scales("local").await.unwrap();
     assert_eq!(scales.get("web"), Some(&5));
     assert_eq!(scales.len(), 1);
+    assert_eq!(store.count_executions(r.id).await.unwrap(), 3);
     store.ping().await.unwrap();
 }
 
 async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("nested/dir/hookd.db").display());
-    let store = store::open(&url).await.unwrap();
+    let store = store::open(&url, Retention::default()).await.unwrap();
     (dir, store)
 }
 
@@ -215,12 +261,12 @@ async fn sqlite_data_survives_reopening() {
     let r = receiver("default", "durable");
     let e = execution(r.id, 1);
     {
-        let store = store::open(&url).await.unwrap();
+        let store = store::open(&url, Retention::default()).await.unwrap();
         store.insert_receiver(&r).await.unwrap();
-        store.record_execution(&e).await.unwrap();
+        store.record_execution(&e, None).await.unwrap();
         store.close().await;
     }
-    let store = store::open(&url).await.unwrap();
+    let store = store::open(&url, Retention::default()).await.unwrap();
     assert_eq!(store.receiver(r.id).await.unwrap(), Some(r.clone()));
     assert_eq!(store.list_executions(r.id, 10, None).await.unwrap(), vec![e]);
 }

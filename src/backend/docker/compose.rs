@@ -23,7 +23,7 @@ use futures_util::future::try_join_all;
 
 use super::DockerBackend;
 use crate::{
-    backend::{BackendError, ScaleState, ServiceInfo},
+    backend::{BackendError, Journal, ScaleState, ServiceInfo},
     domain::ServiceId,
 };
 
@@ -152,11 +152,13 @@ pub async fn write_scale(
     service: &str,
     expected: ScaleState,
     scale: u32,
+    journal: &dyn Journal,
 ) -> Result<(), BackendError> {
     let replicas = group(backend, id, project, service).await?;
     if version(&replicas) != expected.version {
         return Err(BackendError::Conflict);
     }
+    journal.commit(None).await?;
     let current = replicas.len() as u32;
     if scale > current {
         let template = replicas.iter().find(|r| r.running).unwrap_or(&replicas[0]);

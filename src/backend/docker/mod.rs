@@ -11,7 +11,7 @@ mod swarm;
 use async_trait::async_trait;
 use bollard::{errors::Error as DockerError, Docker};
 
-use super::{Backend, BackendError, ScaleState, ServiceInfo};
+use super::{Backend, BackendError, Journal, ScaleState, ServiceInfo};
 use crate::{config::BackendConfig, domain::ServiceId};
 
 /// The API version hookd speaks unless the engine negotiates lower: Docker Engine 20.10's.
@@ -137,10 +137,18 @@ impl Backend for DockerBackend {
         }
     }
 
-    async fn write_scale(&self, id: &ServiceId, expected: ScaleState, scale: u32) -> Result<(), BackendError> {
+    async fn write_scale(
+        &self,
+        id: &ServiceId,
+        expected: ScaleState,
+        scale: u32,
+        journal: &dyn Journal,
+    ) -> Result<(), BackendError> {
         match compose_key(id) {
-            Some((project, service)) => compose::write_scale(self, id, project, service, expected, scale).await,
-            None => swarm::write_scale(self, id, expected, scale).await,
+            Some((project, service)) => {
+                compose::write_scale(self, id, project, service, expected, scale, journal).await
+            }
+            None => swarm::write_scale(self, id, expected, scale, journal).await,
         }
     }
 

@@ -13,7 +13,7 @@ use bollard::{
 
 use super::DockerBackend;
 use crate::{
-    backend::{BackendError, ScaleState, ServiceInfo},
+    backend::{BackendError, Journal, ScaleState, ServiceInfo},
     domain::ServiceId,
 };
 
@@ -95,6 +95,7 @@ pub async fn write_scale(
     id: &ServiceId,
     expected: ScaleState,
     scale: u32,
+    journal: &dyn Journal,
 ) -> Result<(), BackendError> {
     let service = inspect(backend, id).await?;
     if service.version.as_ref().and_then(|v| v.index) != Some(expected.version) {
@@ -109,6 +110,7 @@ pub async fn write_scale(
     replicated.replicas = Some(i64::from(scale));
     let version = i32::try_from(expected.version).map_err(|_| BackendError::Conflict)?;
     let options = UpdateServiceOptions { version, ..Default::default() };
+    journal.commit(None).await?;
     backend.docker.update_service(id.as_str(), spec, options, None).await.map_err(|e| backend.not_found_or(id, e))?;
     Ok(())
 }

@@ -1,10 +1,12 @@
 //! The `local` backend: services are process groups that hookd itself supervises.
 //!
 //! Each service has a `supervisor` task that owns its child processes and converges them
-//! on the desired scale. A new desired scale is queued for the store before it takes
-//! effect and is durable by the time the trigger that changed it is acknowledged (the store
-//! commits in order), so a restarted hookd brings back the same number of processes.
+//! on the desired scale. A new desired scale is written to the store in the same
+//! transaction as the decision that changed it, before it takes effect, so a restarted
+//! hookd brings back the same number of processes and a retried trigger sees the decision.
 
+mod containment;
+pub mod keeper;
 mod supervisor;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -13,12 +15,13 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use self::supervisor::{ServiceSpec, SharedState, Supervisor};
-use super::{Backend, BackendError, ScaleState, ServiceInfo};
+pub use self::containment::Cgroups;
+use self::supervisor::{Containment, ServiceSpec, SharedState, Supervisor};
+use super::{Backend, BackendError, Journal, ScaleState, ServiceInfo};
 use crate::{
     config::{BackendConfig, MAX_LOCAL_SCALE},
     domain::ServiceId,
-    store::Store,
+    store::{StateWrite, Store},
 };
 
 struct LocalService {
@@ -33,14 +36,47 @@ pub struct LocalBackend {
     name: String,
     services: HashMap<ServiceId, LocalService>,
     order: Vec<ServiceId>,
-    store: Arc<dyn Store>,
     shutdown: CancellationToken,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    cgroups: Option<Arc<Cgroups>>,
+}
+
+/// Kills whatever a previous run of this data directory left running (its keepers died
+/// with it, or were killed too). Call once, before any local backend starts.
+pub async fn reap_leftovers(instance: &str, cgroups: Option<Arc<Cgroups>>) -> anyhow::Result<()> {
+    let instance = instance.to_owned();
+    let reaped =
+        tokio::task::spawn_blocking(move || containment::reap_leftovers(&instance, cgroups.as_deref())).await?;
+    if reaped > 0 {
+        tracing::warn!(processes = reaped, "killed processes left running by a previous hookd on this data directory");
+    }
+    Ok(())
 }
 
 impl LocalBackend {
-    pub async fn start(config: &BackendConfig, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+    /// `instance`: the data directory's id; `cgroups`: this hookd's cgroup subtree, if any.
+    pub async fn start(
+        config: &BackendConfig,
+        store: Arc<dyn Store>,
+        instance: &str,
+        cgroups: Option<&Cgroups>,
+    ) -> anyhow::Result<Self> {
         let persisted = store.local_scales(&config.name).await?;
+        let cgroups = match cgroups.filter(|_| config.cgroups) {
+            Some(root) => match root.for_backend(&config.name) {
+                Ok(subtree) => Some(Arc::new(subtree)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not create the backend's cgroup; using process groups only");
+                    None
+                }
+            },
+            None => None,
+        };
+        let containment = Arc::new(Containment {
+            instance: instance.to_owned(),
+            keeper: config.keeper_binary.clone().unwrap_or_else(|| "/proc/self/exe".into()),
+            cgroups: cgroups.clone(),
+        });
         let shutdown = CancellationToken::new();
         let grace = Duration::from_secs(config.stop_grace_seconds);
         let mut services = HashMap::new();
@@ -52,12 +88,13 @@ impl LocalBackend {
             let spec = Arc::new(ServiceSpec::from_config(s));
             let shared = Arc::new(std::sync::Mutex::new(SharedState { desired, ..SharedState::default() }));
             let (tx, rx) = watch::channel(desired);
-            let supervisor = Supervisor::new(spec.clone(), shared.clone(), rx, grace, shutdown.clone());
+            let supervisor =
+                Supervisor::new(spec.clone(), containment.clone(), shared.clone(), rx, grace, shutdown.clone());
             tasks.push(tokio::spawn(supervisor.run()));
             services.insert(id.clone(), LocalService { spec, shared, desired: tx, write_lock: Default::default() });
             order.push(id);
         }
-        Ok(Self { name: config.name.clone(), services, order, store, shutdown, tasks: std::sync::Mutex::new(tasks) })
+        Ok(Self { name: config.name.clone(), services, order, shutdown, tasks: std::sync::Mutex::new(tasks), cgroups })
     }
 
     fn get(&self, id: &ServiceId) -> Result<&LocalService, BackendError> {
@@ -101,7 +138,13 @@ impl Backend for LocalBackend {
         Ok(ScaleState { scale: shared.desired, version: shared.version })
     }
 
-    async fn write_scale(&self, id: &ServiceId, expected: ScaleState, scale: u32) -> Result<(), BackendError> {
+    async fn write_scale(
+        &self,
+        id: &ServiceId,
+        expected: ScaleState,
+        scale: u32,
+        journal: &dyn Journal,
+    ) -> Result<(), BackendError> {
         let service = self.get(id)?;
         if scale > MAX_LOCAL_SCALE {
             return Err(BackendError::Refused(format!(
@@ -112,10 +155,8 @@ impl Backend for LocalBackend {
         if service.shared.lock().expect("supervisor state lock").version != expected.version {
             return Err(BackendError::Conflict);
         }
-        self.store
-            .set_local_scale(&self.name, id.as_str(), scale)
-            .await
-            .map_err(|e| BackendError::Unavailable(format!("could not persist the desired scale: {e}")))?;
+        let state = StateWrite::LocalScale { backend: self.name.clone(), service: id.to_string(), scale };
+        journal.commit(Some(state)).await?;
         {
             let mut shared = service.shared.lock().expect("supervisor state lock");
             shared.desired = scale;
@@ -130,6 +171,9 @@ impl Backend for LocalBackend {
         let tasks = std::mem::take(&mut *self.tasks.lock().expect("task list lock"));
         for task in tasks {
             let _ = task.await;
+        }
+        if let Some(cgroups) = self.cgroups.clone() {
+            let _ = tokio::task::spawn_blocking(move || cgroups.remove_root()).await;
         }
     }
 }

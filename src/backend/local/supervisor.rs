@@ -6,8 +6,10 @@
 //! Scaling up starts processes at once; a lower desired scale must hold for
 //! [`SCALE_DOWN_SETTLE`] before processes stop, so a flapping scale (up, down, up within
 //! moments) coalesces instead of forking and killing processes on every change.
-//! Each child leads its own process group (so a stop reaches its children too) and is
-//! asked to die with hookd (`PR_SET_PDEATHSIG`), so even a kill -9 of hookd leaves no orphans.
+//! Each replica runs under a keeper process ([`super::keeper`]) that owns the replica's whole
+//! process tree: stopping a replica is one SIGTERM to its keeper, which SIGTERMs the tree and
+//! SIGKILLs what is left after the grace period. If a keeper itself dies uncleanly, the
+//! supervisor sweeps the replica's processes (by cgroup, or by environment).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -16,7 +18,7 @@ use std::{
 };
 
 use nix::{
-    sys::signal::{killpg, Signal},
+    sys::signal::{kill, killpg, Signal},
     unistd::Pid,
 };
 use tokio::{
@@ -26,7 +28,11 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::containment::{self, Cgroups, INSTANCE_ENV};
 use crate::config::LocalServiceConfig;
+
+/// How long after the grace period hookd waits for a keeper before killing it outright.
+const KEEPER_SLACK: Duration = Duration::from_secs(5);
 
 /// A process that ran at least this long is considered healthy: its restart backoff resets.
 const HEALTHY_RUN: Duration = Duration::from_secs(10);
@@ -34,6 +40,15 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a lower desired scale must hold before processes are stopped.
 pub const SCALE_DOWN_SETTLE: Duration = Duration::from_secs(1);
+
+/// What every replica of a backend is started with.
+pub struct Containment {
+    /// This data directory's id, carried by every process (see [`INSTANCE_ENV`]).
+    pub instance: String,
+    /// The hookd binary that runs the keepers.
+    pub keeper: std::path::PathBuf,
+    pub cgroups: Option<Arc<Cgroups>>,
+}
 
 pub struct ServiceSpec {
     pub name: String,
@@ -70,13 +85,15 @@ pub struct SharedState {
 }
 
 enum Event {
-    Exited { pid: i32, status: String },
+    Exited { pid: i32, status: std::io::Result<std::process::ExitStatus> },
     GraceExpired { pid: i32 },
 }
 
 struct Replica {
+    /// The keeper's pid, which leads its own process group.
     pid: i32,
     started: Instant,
+    cgroup: Option<std::path::PathBuf>,
 }
 
 struct Backoff {
@@ -86,13 +103,16 @@ struct Backoff {
 
 pub struct Supervisor {
     spec: Arc<ServiceSpec>,
+    containment: Arc<Containment>,
     shared: Arc<std::sync::Mutex<SharedState>>,
     desired: watch::Receiver<u32>,
     grace: Duration,
     shutdown: CancellationToken,
     replicas: BTreeMap<u32, Replica>,
-    /// Processes asked to stop, by pid, with their replica number.
-    stopping: HashMap<i32, u32>,
+    /// Keepers asked to stop, by pid.
+    stopping: HashMap<i32, (u32, Replica)>,
+    /// Makes each replica's cgroup name unique, so a late cleanup never hits its successor.
+    spawned: u64,
     backoff: HashMap<u32, Backoff>,
     /// Since when the desired scale has been below the replicas running.
     lower_since: Option<Instant>,
@@ -103,6 +123,7 @@ pub struct Supervisor {
 impl Supervisor {
     pub fn new(
         spec: Arc<ServiceSpec>,
+        containment: Arc<Containment>,
         shared: Arc<std::sync::Mutex<SharedState>>,
         desired: watch::Receiver<u32>,
         grace: Duration,
@@ -111,12 +132,14 @@ impl Supervisor {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Self {
             spec,
+            containment,
             shared,
             desired,
             grace,
             shutdown,
             replicas: BTreeMap::new(),
             stopping: HashMap::new(),
+            spawned: 0,
             backoff: HashMap::new(),
             lower_since: None,
             events_tx,
@@ -156,7 +179,7 @@ impl Supervisor {
             if now >= since + SCALE_DOWN_SETTLE {
                 for n in extra.into_iter().rev() {
                     let replica = self.replicas.remove(&n).expect("listed above");
-                    self.terminate(n, replica.pid);
+                    self.terminate(n, replica);
                 }
                 self.lower_since = None;
             } else {
@@ -165,14 +188,15 @@ impl Supervisor {
         }
         self.backoff.retain(|&n, _| n <= desired);
         for n in 1..=desired {
-            if self.replicas.contains_key(&n) {
+            if self.replicas.contains_key(&n) || self.backoff.get(&n).is_some_and(|b| b.next_start > now) {
                 continue;
             }
-            match self.backoff.get(&n) {
-                Some(b) if b.next_start > now => {
-                    next_restart = Some(next_restart.map_or(b.next_start, |t| t.min(b.next_start)));
-                }
-                _ => self.start(n),
+            self.start(n);
+        }
+        // After the starts: a start that failed has just scheduled its retry.
+        for (n, b) in &self.backoff {
+            if !self.replicas.contains_key(n) {
+                next_restart = Some(next_restart.map_or(b.next_start, |t| t.min(b.next_start)));
             }
         }
         self.shared.lock().expect("supervisor state lock").running = self.replicas.len() as u32;
@@ -181,46 +205,72 @@ impl Supervisor {
 
     fn start(&mut self, replica: u32) {
         let spec = &self.spec;
-        let mut cmd = Command::new(&spec.command);
-        cmd.args(&spec.args)
+        let path_var = spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| std::ffi::OsStr::new(v));
+        let program = match containment::resolve(&spec.command, path_var, spec.workdir.as_deref()) {
+            Ok(program) => program,
+            Err(why) => {
+                let message = format!("could not start replica {replica}: {why}");
+                tracing::warn!(service = %spec.name, replica, error = %why, "could not start process");
+                self.shared.lock().expect("supervisor state lock").last_error = Some(message);
+                self.schedule_restart(replica, Duration::ZERO);
+                return;
+            }
+        };
+        self.spawned += 1;
+        let cgroup = self.containment.cgroups.as_ref().and_then(|cgroups| {
+            let dir = cgroups.replica_dir(&spec.name, replica, self.spawned);
+            match cgroups.prepare(&dir) {
+                Ok(()) => Some(dir),
+                Err(e) => {
+                    tracing::warn!(service = %spec.name, replica, error = %e, "could not create the replica's cgroup");
+                    None
+                }
+            }
+        });
+        let mut cmd = Command::new(&self.containment.keeper);
+        cmd.arg0("hookd")
+            .arg("keep-replica")
+            .arg("--parent")
+            .arg(std::process::id().to_string())
+            .arg("--grace-ms")
+            .arg(self.grace.as_millis().to_string());
+        if let Some(dir) = &cgroup {
+            cmd.arg("--cgroup").arg(dir);
+        }
+        cmd.arg("--")
+            .arg(&program)
+            .args(&spec.args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env("HOOKD_SERVICE", &spec.name)
             .env("HOOKD_REPLICA", replica.to_string())
             .env("HOOKD_IMAGE", &spec.image)
+            .env(INSTANCE_ENV, &self.containment.instance)
             .stdin(std::process::Stdio::null())
             .process_group(0);
         if let Some(dir) = &spec.workdir {
             cmd.current_dir(dir);
         }
-        let parent = nix::unistd::getpid();
-        // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) run between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
-                if nix::unistd::getppid() != parent {
-                    nix::libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
+        // No pre_exec: the keeper sets its own parent-death signal and checks its parent
+        // (`--parent`), and without one the child is spawned with vfork, not a full fork of
+        // hookd on a thread that serves triggers.
         match cmd.spawn() {
             Ok(mut child) => {
                 let pid = child.id().expect("a just-spawned child has a pid") as i32;
                 tracing::info!(service = %spec.name, replica, pid, "started process");
-                self.replicas.insert(replica, Replica { pid, started: Instant::now() });
+                self.replicas.insert(replica, Replica { pid, started: Instant::now(), cgroup });
                 let events = self.events_tx.clone();
                 tokio::spawn(async move {
-                    let status = match child.wait().await {
-                        Ok(status) => status.to_string(),
-                        Err(e) => format!("wait failed: {e}"),
-                    };
+                    let status = child.wait().await;
                     let _ = events.send(Event::Exited { pid, status });
                 });
             }
             Err(e) => {
-                let message = format!("could not start {:?}: {e}", spec.command);
-                tracing::warn!(service = %spec.name, replica, error = %e, "could not start process");
+                let message = format!("could not start replica {replica}: {:?}: {e}", self.containment.keeper);
+                tracing::warn!(service = %spec.name, replica, error = %e, "could not start the replica's keeper");
                 self.shared.lock().expect("supervisor state lock").last_error = Some(message);
+                if let Some(dir) = cgroup {
+                    let _ = std::fs::remove_dir(dir);
+                }
                 self.schedule_restart(replica, Duration::ZERO);
             }
         }
@@ -238,48 +288,72 @@ impl Supervisor {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Exited { pid, status } => {
-                if self.stopping.remove(&pid).is_some() {
+                let (status, clean) = match status {
+                    Ok(status) => {
+                        (status.to_string(), std::os::unix::process::ExitStatusExt::signal(&status).is_none())
+                    }
+                    Err(e) => (format!("wait failed: {e}"), false),
+                };
+                if let Some((n, replica)) = self.stopping.remove(&pid) {
+                    self.clean_up(n, replica, clean);
                     return;
                 }
                 let Some((&n, _)) = self.replicas.iter().find(|(_, r)| r.pid == pid) else {
                     return;
                 };
                 let replica = self.replicas.remove(&n).expect("found above");
+                let ran = replica.started.elapsed();
                 let message = format!("replica {n} (pid {pid}) exited: {status}");
                 tracing::warn!(service = %self.spec.name, replica = n, pid, %status, "process exited; restarting");
                 self.shared.lock().expect("supervisor state lock").last_error = Some(message);
-                self.schedule_restart(n, replica.started.elapsed());
+                self.clean_up(n, replica, clean);
+                self.schedule_restart(n, ran);
             }
             Event::GraceExpired { pid } => {
-                if self.stopping.contains_key(&pid) {
-                    tracing::warn!(service = %self.spec.name, pid, "process ignored SIGTERM; sending SIGKILL");
+                if let Some((n, _)) = self.stopping.get(&pid) {
+                    tracing::warn!(service = %self.spec.name, replica = n, pid, "the replica's keeper did not stop; killing it");
                     let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
                 }
             }
         }
     }
 
-    /// SIGTERM now, SIGKILL when the grace period ends without an exit.
-    fn terminate(&mut self, replica: u32, pid: i32) {
+    /// After a keeper exited: a keeper that was killed could not stop its tree, so sweep it;
+    /// then remove the replica's cgroup.
+    fn clean_up(&self, n: u32, replica: Replica, keeper_exited_cleanly: bool) {
+        let (instance, service) = (self.containment.instance.clone(), self.spec.name.clone());
+        tokio::task::spawn_blocking(move || {
+            let swept = match &replica.cgroup {
+                Some(dir) => Cgroups::remove(dir),
+                None if !keeper_exited_cleanly => containment::sweep_replica(&instance, &service, n),
+                None => 0,
+            };
+            if swept > 0 {
+                tracing::warn!(service, replica = n, processes = swept, "killed processes the replica left behind");
+            }
+        });
+    }
+
+    /// SIGTERM to the keeper now; SIGKILL to it if it is still there well after the grace period.
+    fn terminate(&mut self, replica: u32, handle: Replica) {
+        let pid = handle.pid;
         tracing::info!(service = %self.spec.name, replica, pid, "stopping process");
-        let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
-        self.stopping.insert(pid, replica);
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        self.stopping.insert(pid, (replica, handle));
         let events = self.events_tx.clone();
-        let grace = self.grace;
+        let wait = self.grace + KEEPER_SLACK;
         tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
+            tokio::time::sleep(wait).await;
             let _ = events.send(Event::GraceExpired { pid });
         });
     }
 
     async fn stop_all(&mut self) {
-        let all: Vec<(u32, i32)> = self.replicas.iter().map(|(&n, r)| (n, r.pid)).collect();
-        self.replicas.clear();
-        for (n, pid) in all {
-            self.terminate(n, pid);
+        let all = std::mem::take(&mut self.replicas);
+        for (n, replica) in all {
+            self.terminate(n, replica);
         }
-        // Grace timers fire SIGKILL; a little slack lets the kills be reaped.
-        let deadline = Instant::now() + self.grace + Duration::from_secs(2);
+        let deadline = Instant::now() + self.grace + KEEPER_SLACK + Duration::from_secs(1);
         while !self.stopping.is_empty() {
             match tokio::time::timeout_at(deadline, self.events_rx.recv()).await {
                 Ok(Some(event)) => self.handle(event),

@@ -1,0 +1,210 @@
+//! The writes the SQLite writer thread applies, one function each, inside its transaction.
+//!
+//! A write either succeeds, fails on its own (a name taken, a stale revision: the
+//! transaction goes on without it), or fails the whole batch (an I/O error, a full disk).
+
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+
+use super::super::{
+    rows::{alerts_to_json, config_to_json},
+    ApiToken, SigningKey, StateWrite, StoreError,
+};
+use crate::domain::{Execution, Receiver, ReceiverId};
+
+/// A write queued for the writer thread.
+pub enum Op {
+    Execution {
+        execution: Execution,
+        state: Option<StateWrite>,
+    },
+    InsertReceiver(Receiver),
+    UpdateReceiver(Receiver),
+    DeleteReceiver(ReceiverId),
+    InsertSigningKey(SigningKey),
+    InsertApiToken(ApiToken),
+    /// A real write that changes nothing of interest: can the store write now?
+    Probe,
+}
+
+/// What a write came to.
+#[derive(Debug)]
+pub enum Done {
+    Written,
+    /// An execution row was added (not replaced): the receiver holds one more.
+    Inserted,
+    Deleted(bool),
+    Updated(Receiver),
+}
+
+/// Why a write failed.
+pub enum Failure {
+    /// This write alone: the batch goes on.
+    Own(StoreError),
+    /// The whole batch: roll back and answer every write with an error.
+    Batch(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Self {
+        Failure::Batch(e)
+    }
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
+}
+
+/// A unique-index violation is the caller's conflict; anything else fails the batch.
+fn unique(e: rusqlite::Error, what: impl FnOnce() -> String) -> Failure {
+    if is_constraint(&e) {
+        Failure::Own(StoreError::Conflict(what()))
+    } else {
+        Failure::Batch(e)
+    }
+}
+
+fn name_taken(r: &Receiver) -> String {
+    format!("a receiver named {:?} already exists in project {}", r.name.as_str(), r.project)
+}
+
+pub fn apply(conn: &Connection, op: &Op) -> Result<Done, Failure> {
+    match op {
+        Op::Execution { execution, state } => {
+            if let Some(state) = state {
+                write_state(conn, state)?;
+            }
+            record(conn, execution)
+        }
+        Op::InsertReceiver(r) => {
+            conn.prepare_cached(
+                "INSERT INTO receivers (id, project, name, driver, config, enabled, token_generation, created, \
+                 updated, revision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                r.id.to_string(),
+                r.project.as_str(),
+                r.name.as_str(),
+                r.config.driver().as_str(),
+                config_to_json(&r.config),
+                r.enabled,
+                r.token_generation,
+                r.created,
+                r.updated,
+                r.revision,
+            ])
+            .map_err(|e| unique(e, || name_taken(r)))?;
+            Ok(Done::Written)
+        }
+        Op::UpdateReceiver(r) => {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE receivers SET name = ?1, config = ?2, enabled = ?3, token_generation = ?4, updated = ?5, \
+                     revision = revision + 1 WHERE id = ?6 AND revision = ?7",
+                )?
+                .execute(params![
+                    r.name.as_str(),
+                    config_to_json(&r.config),
+                    r.enabled,
+                    r.token_generation,
+                    r.updated,
+                    r.id.to_string(),
+                    r.revision,
+                ])
+                .map_err(|e| unique(e, || name_taken(r)))?;
+            if changed == 1 {
+                return Ok(Done::Updated(Receiver { revision: r.revision + 1, ..r.clone() }));
+            }
+            let exists = conn
+                .prepare_cached("SELECT 1 FROM receivers WHERE id = ?1")?
+                .query_row([r.id.to_string()], |_| Ok(()))
+                .optional()?;
+            Err(Failure::Own(if exists.is_some() { StoreError::Stale } else { StoreError::NotFound }))
+        }
+        Op::DeleteReceiver(id) => {
+            let deleted = conn.prepare_cached("DELETE FROM receivers WHERE id = ?1")?.execute([id.to_string()])?;
+            conn.prepare_cached("DELETE FROM executions WHERE receiver = ?1")?.execute([id.as_bytes()])?;
+            Ok(Done::Deleted(deleted > 0))
+        }
+        Op::InsertSigningKey(key) => {
+            conn.prepare_cached(
+                "INSERT INTO signing_keys (kid, secret, created, retired) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (kid) DO NOTHING",
+            )?
+            .execute(params![key.kid, hex::encode(&key.secret), key.created, key.retired])?;
+            Ok(Done::Written)
+        }
+        Op::InsertApiToken(t) => {
+            conn.prepare_cached(
+                "INSERT INTO api_tokens (id, name, hash, role, project, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                t.id.to_string(),
+                t.name,
+                t.hash,
+                t.role.as_str(),
+                t.project.as_ref().map(|p| p.as_str()),
+                t.created
+            ])
+            .map_err(|e| unique(e, || "this API token already exists".to_owned()))?;
+            Ok(Done::Written)
+        }
+        Op::Probe => {
+            conn.prepare_cached(
+                "INSERT INTO health (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+            )?
+            .execute([crate::domain::now_millis()])?;
+            Ok(Done::Written)
+        }
+    }
+}
+
+fn write_state(conn: &Connection, state: &StateWrite) -> rusqlite::Result<()> {
+    match state {
+        StateWrite::LocalScale { backend, service, scale } => {
+            conn.prepare_cached(
+                "INSERT INTO local_scales (backend, service, scale) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (backend, service) DO UPDATE SET scale = excluded.scale",
+            )?
+            .execute(params![backend, service, scale])?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the execution if it was recorded before (an intent becoming its outcome), else adds it.
+fn record(conn: &Connection, e: &Execution) -> Result<Done, Failure> {
+    let alerts = alerts_to_json(&e.alerts);
+    let service = e.service.as_ref().map(|s| s.as_str());
+    let dedup_key = e.dedup_key.as_ref().map(|k| &k.as_bytes()[..]);
+    let outcome = e.outcome.as_str();
+    let values: [&dyn rusqlite::ToSql; 13] = [
+        &&e.id.as_bytes()[..],
+        &&e.receiver.as_bytes()[..],
+        &service,
+        &e.at,
+        &e.source,
+        &outcome,
+        &e.from,
+        &e.to,
+        &e.reason,
+        &e.detail,
+        &e.dry_run,
+        &alerts,
+        &dedup_key,
+    ];
+    let replaced = conn
+        .prepare_cached(
+            "UPDATE executions SET service = ?3, at = ?4, source = ?5, outcome = ?6, scale_from = ?7, scale_to = ?8, \
+             reason = ?9, detail = ?10, dry_run = ?11, alerts = ?12, dedup_key = ?13 WHERE receiver = ?2 AND id = ?1",
+        )?
+        .execute(&values[..])?;
+    if replaced > 0 {
+        return Ok(Done::Written);
+    }
+    conn.prepare_cached(
+        "INSERT INTO executions (id, receiver, service, at, source, outcome, scale_from, scale_to, reason, detail, \
+         dry_run, alerts, dedup_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(&values[..])?;
+    Ok(Done::Inserted)
+}

@@ -1,0 +1,147 @@
+//! Execution retention: by count per receiver, by count in all, and by age.
+//!
+//! The writer thread prunes inside its own transactions, a bounded chunk at a time, so the
+//! history never grows past its limits under load and no single batch stalls for long.
+//! Deleted pages go to SQLite's free list and are reused by later rows, so the file stops
+//! growing once the limits are reached.
+
+use std::{collections::HashMap, time::Duration};
+
+use rusqlite::Connection;
+use tokio::time::Instant;
+
+use crate::{
+    config::Retention,
+    domain::{Millis, ReceiverId},
+};
+
+/// Most rows one prune statement deletes, so a batch never waits long behind it.
+const CHUNK: u32 = 500;
+/// How often rows past their age are looked for.
+const AGE_SWEEP: Duration = Duration::from_secs(60);
+
+/// Rows held, per receiver and in all, as the last commit left them.
+pub struct Pruner {
+    limits: Retention,
+    per_receiver: HashMap<ReceiverId, i64>,
+    total: i64,
+    next_age_sweep: Instant,
+}
+
+/// What a batch changes in the counts; applied only once it commits.
+#[derive(Default)]
+pub struct Delta {
+    added: HashMap<ReceiverId, i64>,
+    total: i64,
+    dropped: Vec<ReceiverId>,
+}
+
+impl Delta {
+    pub fn inserted(&mut self, receiver: ReceiverId) {
+        *self.added.entry(receiver).or_default() += 1;
+        self.total += 1;
+    }
+
+    pub fn receiver_deleted(&mut self, receiver: ReceiverId) {
+        self.dropped.push(receiver);
+    }
+
+    fn deleted(&mut self, receiver: ReceiverId, rows: i64) {
+        *self.added.entry(receiver).or_default() -= rows;
+        self.total -= rows;
+    }
+}
+
+impl Pruner {
+    pub fn load(conn: &Connection, limits: Retention) -> rusqlite::Result<Self> {
+        let mut per_receiver = HashMap::new();
+        let mut total = 0;
+        let mut stmt = conn.prepare("SELECT receiver, COUNT(*) FROM executions GROUP BY receiver")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let n: i64 = row.get(1)?;
+            total += n;
+            if let Some(id) = ReceiverId::from_slice(&row.get::<_, Vec<u8>>(0)?) {
+                per_receiver.insert(id, n);
+            }
+        }
+        Ok(Self { limits, per_receiver, total, next_age_sweep: Instant::now() })
+    }
+
+    pub fn age_sweep_due(&self) -> bool {
+        self.limits.max_age_days > 0 && Instant::now() >= self.next_age_sweep
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total.max(0) as u64
+    }
+
+    fn count(&self, receiver: ReceiverId, delta: &Delta) -> i64 {
+        self.per_receiver.get(&receiver).copied().unwrap_or(0) + delta.added.get(&receiver).copied().unwrap_or(0)
+    }
+
+    /// Deletes what this batch pushed past the limits, in the batch's transaction.
+    pub fn prune(&mut self, conn: &Connection, delta: &mut Delta, now: Millis) -> rusqlite::Result<()> {
+        let per_receiver = i64::from(self.limits.per_receiver);
+        if per_receiver > 0 {
+            // A tenth of slack, so a busy receiver is pruned every so often, not on every row.
+            let slack = (per_receiver / 10).max(1);
+            let over: Vec<ReceiverId> =
+                delta.added.keys().copied().filter(|r| self.count(*r, delta) > per_receiver + slack).collect();
+            for receiver in over {
+                let deleted = conn
+                    .prepare_cached(
+                        "DELETE FROM executions WHERE receiver = ?1 AND id < (SELECT id FROM executions \
+                         WHERE receiver = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                    )?
+                    .execute(rusqlite::params![&receiver.as_bytes()[..], per_receiver - 1])?;
+                delta.deleted(receiver, deleted as i64);
+            }
+        }
+        let total_limit = i64::from(self.limits.total);
+        let total = self.total + delta.total;
+        if total_limit > 0 && total > total_limit + (total_limit / 100).max(1) {
+            let excess = (total - total_limit).min(i64::from(CHUNK));
+            delete_oldest(conn, delta, excess, Millis::MAX)?;
+        }
+        if self.age_sweep_due() {
+            let cutoff = now - i64::from(self.limits.max_age_days) * 86_400_000;
+            let deleted = delete_oldest(conn, delta, i64::from(CHUNK), cutoff)?;
+            // A full chunk means there is more: look again at the next batch.
+            if deleted < i64::from(CHUNK) {
+                self.next_age_sweep = Instant::now() + AGE_SWEEP;
+            }
+        }
+        Ok(())
+    }
+
+    /// The batch committed: its changes to the counts stand.
+    pub fn commit(&mut self, delta: Delta) {
+        for (receiver, n) in delta.added {
+            *self.per_receiver.entry(receiver).or_default() += n;
+        }
+        self.total += delta.total;
+        for receiver in delta.dropped {
+            if let Some(n) = self.per_receiver.remove(&receiver) {
+                self.total -= n;
+            }
+        }
+    }
+}
+
+/// Deletes up to `limit` of the oldest rows older than `before`; returns how many.
+fn delete_oldest(conn: &Connection, delta: &mut Delta, limit: i64, before: Millis) -> rusqlite::Result<i64> {
+    let mut stmt = conn.prepare_cached(
+        "DELETE FROM executions WHERE seq IN (SELECT seq FROM executions ORDER BY seq LIMIT ?1) AND at < ?2 \
+         RETURNING receiver",
+    )?;
+    let mut rows = stmt.query(rusqlite::params![limit, before])?;
+    let mut deleted = 0;
+    while let Some(row) = rows.next()? {
+        deleted += 1;
+        if let Some(receiver) = ReceiverId::from_slice(&row.get::<_, Vec<u8>>(0)?) {
+            delta.deleted(receiver, 1);
+        }
+    }
+    Ok(deleted)
+}
