@@ -82,11 +82,6 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "duplicate_name", message).with_field("name")
             }
             StoreError::NotFound => ApiError::not_found("not_found", "the resource does not exist"),
-            StoreError::Stale => ApiError::new(
-                StatusCode::CONFLICT,
-                "edit_conflict",
-                "the resource was changed by another request at the same time; read it again and retry",
-            ),
             cause @ (StoreError::Unavailable(_) | StoreError::WriterGone) => {
                 tracing::error!(error = %cause, "the store is unavailable");
                 ApiError::unavailable("store_unavailable", "hookd cannot write to its database now; retry later", 5)

@@ -214,28 +214,19 @@ pub async fn get(
     Ok(Json(render(&state, &caller, &state.base_url(&headers), &receiver)))
 }
 
-/// Most times an edit is re-applied to a receiver that keeps changing under it.
-const EDIT_ATTEMPTS: u32 = 8;
-
-/// Applies `change` to the receiver's latest revision and stores it, reading the receiver
-/// again when another edit came first: two concurrent edits (an enable and a regenerate,
-/// say) both land, and neither undoes the other.
-async fn edit(state: &AppState, mut receiver: Receiver, change: impl Fn(&mut Receiver)) -> Result<Receiver, ApiError> {
-    for _ in 0..EDIT_ATTEMPTS {
-        let mut edited = receiver.clone();
-        change(&mut edited);
-        edited.updated = now_millis();
-        match state.store.update_receiver(&edited).await {
-            Ok(stored) => return Ok(stored),
-            Err(StoreError::Stale) => {
-                receiver = state.store.receiver(receiver.id).await?.ok_or_else(|| {
-                    ApiError::not_found("receiver_not_found", format!("there is no receiver {}", receiver.id))
-                })?;
-            }
-            Err(e) => return Err(e.into()),
+/// Stores `change` applied to the receiver as it is stored at that moment: two concurrent
+/// edits (an enable and a regenerate) both land, and neither undoes the other.
+async fn edit(
+    state: &AppState,
+    receiver: &Receiver,
+    change: impl FnOnce(&mut Receiver) + Send + 'static,
+) -> Result<Receiver, ApiError> {
+    state.store.edit_receiver(receiver.id, Box::new(change)).await.map_err(|e| match e {
+        StoreError::NotFound => {
+            ApiError::not_found("receiver_not_found", format!("there is no receiver {}", receiver.id))
         }
-    }
-    Err(StoreError::Stale.into())
+        other => other.into(),
+    })
 }
 
 pub async fn update(
@@ -263,14 +254,15 @@ pub async fn update(
         }
         false => None,
     };
-    let receiver = edit(&state, receiver, |r| {
-        if let Some(name) = &name {
-            r.name = name.clone();
+    let enabled = body.enabled;
+    let receiver = edit(&state, &receiver, move |r| {
+        if let Some(name) = name {
+            r.name = name;
         }
-        if let Some(config) = &config {
-            r.config = config.clone();
+        if let Some(config) = config {
+            r.config = config;
         }
-        if let Some(enabled) = body.enabled {
+        if let Some(enabled) = enabled {
             r.enabled = enabled;
         }
     })
@@ -308,7 +300,7 @@ pub async fn action(
             ))
         }
     };
-    let receiver = edit(&state, receiver, change).await?;
+    let receiver = edit(&state, &receiver, change).await?;
     Ok(Json(render(&state, &caller, &state.base_url(&headers), &receiver)))
 }
 

@@ -26,9 +26,6 @@ pub enum StoreError {
     Conflict(String),
     #[error("not found")]
     NotFound,
-    /// The row changed since it was read: read it again and retry.
-    #[error("it was changed concurrently")]
-    Stale,
     /// The store cannot write (or read) now: disk full, I/O error, locked. Nothing was written.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
@@ -55,6 +52,9 @@ impl From<sqlx::Error> for StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A change to a receiver, applied to it as stored when the edit is written.
+pub type ReceiverEdit = Box<dyn FnOnce(&mut Receiver) + Send>;
 
 /// State a backend keeps in hookd's own store. It is written in the same transaction as the
 /// execution that changed it, so the two are durable together or not at all.
@@ -142,10 +142,12 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         after: Option<ReceiverId>,
     ) -> StoreResult<Vec<Receiver>>;
-    /// Replaces a receiver's mutable fields if it is still at `receiver.revision`, and returns
-    /// it at its new revision. `Stale` when another change came first (read again and retry),
-    /// `NotFound`, or `Conflict` (name taken). Once this returns, every read sees the change.
-    async fn update_receiver(&self, receiver: &Receiver) -> StoreResult<Receiver>;
+    /// Applies `edit` to the receiver as it is stored at that moment and stores the result
+    /// (its revision bumped), in one transaction: concurrent edits each build on the one
+    /// before, and none undoes another. `NotFound`, or `Conflict` (name taken). Once this
+    /// returns, every read sees the change. The edit may change the name, config, `enabled`
+    /// and the token generation; the id, project and creation time stay.
+    async fn edit_receiver(&self, id: ReceiverId, edit: ReceiverEdit) -> StoreResult<Receiver>;
     /// Deletes a receiver and its history; false when it did not exist. Once this returns,
     /// no read returns the receiver.
     async fn delete_receiver(&self, id: ReceiverId) -> StoreResult<bool>;

@@ -3,31 +3,17 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{read, spawn_app, TestApp};
+use crate::helpers::{spawn_app, TestApp};
 
 const FIRING: &str = include_str!("../fixtures/alertmanager-firing.json");
 const RESOLVED: &str = include_str!("../fixtures/alertmanager-resolved.json");
 
 async fn receiver(app: &TestApp, name: &str, action: &str, options: Value) -> Value {
-    let mut config = json!({"serviceId": "web", "action": action, "amount": 1, "min": 1, "max": 10});
-    config.as_object_mut().unwrap().extend(options.as_object().unwrap().clone());
-    let (status, body) =
-        app.create_receiver(json!({"name": name, "driver": "scaleService", "scaleServiceConfig": config})).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body
+    app.web_receiver(name, action, options).await
 }
 
 async fn notify(app: &TestApp, url: &str, body: &str) -> (StatusCode, Value) {
-    let response = app
-        .http
-        .post(url)
-        .header("content-type", "application/json")
-        .header("user-agent", "Alertmanager/0.25.0")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap();
-    read(response).await
+    app.notify(url, body).await
 }
 
 fn url(r: &Value) -> String {

@@ -1,7 +1,15 @@
 //! Triggers on one service are serialized: no lost update, never past max, all recorded.
 
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
 use futures_util::future::join_all;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 
 use crate::helpers::spawn_app;
 
@@ -33,4 +41,100 @@ async fn two_hundred_concurrent_ups_end_at_exactly_max() {
     assert_eq!(app.desired_scale("web").await, 50);
     app.wait_for_processes("web", 50).await;
     assert_eq!(app.executions(&r).await.len(), 200, "every trigger is in the history");
+}
+
+/// Issue 9: a trigger that starts after a delete or regenerate returned is refused, even
+/// when it races cache fills of a receiver that was never read before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_9_revocation_is_exact_under_concurrency() {
+    let mut app = spawn_app().await;
+    let mut receivers = Vec::new();
+    for round in 0..20 {
+        receivers.push(app.scale_receiver(&format!("r{round}"), "web", "up", 1, 1, 1000).await);
+    }
+    // A restart empties the receiver cache: every first read below is a fill from SQL.
+    app.restart().await;
+    for (round, r) in receivers.iter().enumerate() {
+        let id = r["id"].as_str().unwrap().to_owned();
+        let path = r["url"].as_str().unwrap().split_once("/v1-webhooks/").unwrap().1;
+        let url = format!("{}/v1-webhooks/{path}", app.base);
+        let revoked_at = Arc::new(Mutex::new(None::<Instant>));
+        let stop = Arc::new(AtomicBool::new(false));
+        // Triggers on a fresh receiver: the first ones fill the cache while the revoke runs.
+        let triggers: Vec<_> = (0..8)
+            .map(|_| {
+                let (http, url, revoked_at, stop) = (app.http.clone(), url.clone(), revoked_at.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut late_successes = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let sent = Instant::now();
+                        let status = http.post(&url).send().await.unwrap().status();
+                        let revoked = *revoked_at.lock().unwrap();
+                        if status.is_success() && revoked.is_some_and(|at| sent > at) {
+                            late_successes.push(status);
+                        }
+                    }
+                    late_successes
+                })
+            })
+            .collect();
+        let path = if round % 2 == 0 {
+            (Method::POST, format!("/v1-webhooks/receivers/{id}?action=regenerateUrl"))
+        } else {
+            (Method::DELETE, format!("/v1-webhooks/receivers/{id}"))
+        };
+        let (status, _) = app.request(path.0, &path.1, None).await;
+        assert!(status.is_success());
+        *revoked_at.lock().unwrap() = Some(Instant::now());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.store(true, Ordering::Relaxed);
+        for t in triggers {
+            let late = t.await.unwrap();
+            assert!(late.is_empty(), "round {round}: {} triggers sent after the revoke got 2xx", late.len());
+        }
+        let (status, body) = app.trigger(&url).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    }
+}
+
+/// Issue 9: concurrent edits of one receiver all land; none undoes another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_9_concurrent_edits_never_undo_each_other() {
+    let app = spawn_app().await;
+    let r = app.scale_receiver("edited", "web", "up", 1, 1, 10).await;
+    let id = r["id"].as_str().unwrap().to_owned();
+    let regenerate = format!("/v1-webhooks/receivers/{id}?action=regenerateUrl");
+    let edits = join_all((0..30).map(|i| {
+        let (path, method, body) = match i % 3 {
+            0 => (regenerate.clone(), Method::POST, None),
+            1 => (format!("/v1-webhooks/receivers/{id}?action=disable"), Method::POST, None),
+            _ => (
+                format!("/v1-webhooks/receivers/{id}"),
+                Method::PUT,
+                Some(serde_json::json!({"name": format!("n{i}")})),
+            ),
+        };
+        let app = &app;
+        async move { app.request(method, &path, body).await.0 }
+    }))
+    .await;
+    assert!(edits.iter().all(|s| s.is_success()), "{edits:?}");
+    let (_, after) = app.get(&format!("/v1-webhooks/receivers/{id}")).await;
+    assert_eq!(after["state"], "inactive", "the disables landed: {after}");
+    assert!(after["name"].as_str().unwrap().starts_with('n'), "a rename landed: {after}");
+    // Ten regenerations: the URL of generation 11 is the only one that works.
+    let (status, _) = app.trigger(r["url"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.request(Method::POST, &format!("/v1-webhooks/receivers/{id}?action=enable"), None).await;
+    assert!(status.is_success());
+    let (_, current) = app.get(&format!("/v1-webhooks/receivers/{id}")).await;
+    let claims =
+        current["url"].as_str().unwrap().rsplit_once("token=").unwrap().1.split('.').nth(1).unwrap().to_owned();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["gen"], 11, "ten concurrent regenerations, none lost: {claims}");
+    let (status, _) = app.trigger(current["url"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
 }

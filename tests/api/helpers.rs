@@ -20,6 +20,9 @@ pub struct TestApp {
     pub config: Config,
     _data_dir: Option<tempfile::TempDir>,
     server: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+    /// Set for an app that runs as its own `hookd serve` process (so a test can kill -9 it).
+    process: Option<std::process::Child>,
+    external: bool,
 }
 
 /// A local service running `sleep`, tagged with `marker` so tests can count its processes.
@@ -65,9 +68,22 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
-    let data_dir = tempfile::tempdir().expect("a temporary directory");
+    spawn(false, tempfile::tempdir().expect("a temporary directory"), customize).await
+}
+
+/// hookd as its own process, `hookd serve` on a config file written from the test config.
+pub async fn spawn_process_with(customize: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(true, tempfile::tempdir().expect("a temporary directory"), customize).await
+}
+
+/// Like [`spawn_process_with`], with the data directory in `dir` (a small tmpfs, say).
+pub async fn spawn_process_in(dir: tempfile::TempDir, customize: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(true, dir, customize).await
+}
+
+async fn spawn(external: bool, data_dir: tempfile::TempDir, customize: impl FnOnce(&mut Config)) -> TestApp {
     let marker = uuid::Uuid::now_v7().simple().to_string();
-    let mut config = test_config(data_dir.path(), &marker);
+    let mut config = test_config(&data_dir.path().join("data"), &marker);
     customize(&mut config);
     config.finish().expect("the customized config is valid");
     let mut app = TestApp {
@@ -78,13 +94,57 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
         config,
         _data_dir: Some(data_dir),
         server: None,
+        process: None,
+        external,
     };
     app.start().await;
     app
 }
 
+/// The test config as TOML, for a hookd process (the fields tests set).
+fn config_toml(config: &Config) -> String {
+    let quote = |s: &str| serde_json::to_string(s).expect("a string");
+    let mut toml = format!(
+        "listen = \"{}\"\ndata_dir = {}\n[retention]\nmax_age_days = {}\nper_receiver = {}\ntotal = {}\n",
+        config.listen,
+        quote(&config.data_dir.display().to_string()),
+        config.retention.max_age_days,
+        config.retention.per_receiver,
+        config.retention.total,
+    );
+    for b in &config.backends {
+        let kind = match b.kind {
+            BackendKind::Local => "local",
+            BackendKind::Docker => "docker",
+        };
+        toml += &format!(
+            "[[backend]]\nname = {}\nkind = \"{kind}\"\nstop_grace_seconds = {}\ncgroups = {}\n",
+            quote(&b.name),
+            b.stop_grace_seconds,
+            b.cgroups
+        );
+        for s in &b.services {
+            let args: Vec<String> = s.args.iter().map(|a| quote(a)).collect();
+            let env: Vec<String> = s.env.iter().map(|(k, v)| format!("{} = {}", quote(k), quote(v))).collect();
+            toml += &format!(
+                "[[backend.service]]\nname = {}\ncommand = {}\nargs = [{}]\nenv = {{ {} }}\nscale = {}\nimage = {}\n",
+                quote(&s.name),
+                quote(&s.command),
+                args.join(", "),
+                env.join(", "),
+                s.scale,
+                quote(&s.image),
+            );
+        }
+    }
+    toml
+}
+
 impl TestApp {
     async fn start(&mut self) {
+        if self.external {
+            return self.start_process().await;
+        }
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let app = App::build(self.config.clone(), listener).await.expect("hookd builds");
         self.base = format!("http://{}", app.local_addr());
@@ -93,6 +153,53 @@ impl TestApp {
             let _ = stopped.await;
         }));
         self.server = Some((stop, handle));
+    }
+
+    async fn start_process(&mut self) {
+        self.config.listen = format!("127.0.0.1:{}", crate::components::free_port()).parse().expect("an address");
+        let file = self.work_dir().join("hookd.toml");
+        std::fs::write(&file, config_toml(&self.config)).expect("the config file");
+        let log = std::fs::File::create(self.work_dir().join("hookd.log")).expect("a log file");
+        let child = std::process::Command::new(keeper_binary())
+            .args(["serve", "--config"])
+            .arg(&file)
+            .env("HOOKD_ADMIN_TOKEN", &self.token)
+            .env("HOOKD_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("hookd starts");
+        self.base = format!("http://{}", self.config.listen);
+        self.process = Some(child);
+        let url = format!("{}/healthz", self.base);
+        let up = eventually(Duration::from_secs(20), || async { self.http.get(&url).send().await.is_ok() }).await;
+        assert!(up, "hookd did not start; its log: {}", self.log());
+    }
+
+    /// The test's own directory: the data directory (`data/`), a process's config and log.
+    pub fn work_dir(&self) -> &Path {
+        self.config.data_dir.parent().expect("the data directory is in the test's directory")
+    }
+
+    /// What a hookd process wrote to stderr.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.work_dir().join("hookd.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL to a hookd process: no shutdown of any kind.
+    pub fn kill9(&mut self) {
+        let mut child = self.process.take().expect("a hookd process");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().expect("a hookd process").id()
+    }
+
+    /// Starts hookd again on the same data (after a `stop` or a `kill9`).
+    pub async fn start_again(&mut self) {
+        self.start().await;
     }
 
     /// Stops hookd gracefully (its processes too) and starts it again on the same data.
@@ -105,6 +212,14 @@ impl TestApp {
         if let Some((stop, handle)) = self.server.take() {
             let _ = stop.send(());
             handle.await.expect("server task").expect("server ran cleanly");
+        }
+        if let Some(mut child) = self.process.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let status = child.wait().expect("hookd exits");
+            assert!(status.success(), "hookd stopped with {status}; its log: {}", self.log());
         }
     }
 
@@ -146,6 +261,30 @@ impl TestApp {
         read(self.http.post(url).send().await.expect("trigger sent")).await
     }
 
+    /// POSTs `body` to a trigger URL as Alertmanager does.
+    pub async fn notify(&self, url: &str, body: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("user-agent", "Alertmanager/0.25.0")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("notification sent");
+        read(response).await
+    }
+
+    /// Creates a scaleService receiver on `web` (1..10 by 1) with extra `options`.
+    pub async fn web_receiver(&self, name: &str, action: &str, options: Value) -> Value {
+        let mut config = json!({"serviceId": "web", "action": action, "amount": 1, "min": 1, "max": 10});
+        config.as_object_mut().expect("an object").extend(options.as_object().expect("an object").clone());
+        let (status, body) =
+            self.create_receiver(json!({"name": name, "driver": "scaleService", "scaleServiceConfig": config})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
     pub async fn executions(&self, receiver: &Value) -> Vec<Value> {
         let id = receiver["id"].as_str().expect("receiver id");
         let (status, body) = self.get(&format!("/v1-webhooks/receivers/{id}/executions?limit=1000")).await;
@@ -181,6 +320,10 @@ impl Drop for TestApp {
         // Processes die with the test's thread (PR_SET_PDEATHSIG); stopping here just speeds that up.
         if let Some((stop, _)) = self.server.take() {
             let _ = stop.send(());
+        }
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

@@ -96,22 +96,34 @@ async fn receivers_contract(store: Arc<dyn Store>) {
     let rest = store.list_receivers(&alpha, 3, Some(first[2].id)).await.unwrap();
     assert_eq!(rest.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["r2", "r3"]);
 
-    let mut changed = a.clone();
-    changed.name = ReceiverName::parse("renamed").unwrap();
-    changed.enabled = false;
-    changed.token_generation = 2;
-    let stored = store.update_receiver(&changed).await.unwrap();
-    assert_eq!(stored, Receiver { revision: 2, ..changed.clone() }, "an update bumps the revision");
+    let stored = store
+        .edit_receiver(
+            a.id,
+            Box::new(|r: &mut Receiver| {
+                r.name = ReceiverName::parse("renamed").unwrap();
+                r.enabled = false;
+                r.token_generation = 2;
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!((stored.name.as_str(), stored.enabled, stored.token_generation), ("renamed", false, 2));
+    assert_eq!((stored.revision, stored.created), (2, a.created), "an edit bumps the revision, keeps the rest");
     assert_eq!(store.receiver(a.id).await.unwrap(), Some(stored.clone()));
-    assert!(
-        matches!(store.update_receiver(&changed).await, Err(StoreError::Stale)),
-        "an edit of an old revision must not undo a newer one"
+    // Concurrent edits each apply to the one before: none is lost.
+    let bumps = join_all((0..20).map(|_| store.edit_receiver(a.id, Box::new(|r| r.token_generation += 1)))).await;
+    assert!(bumps.iter().all(Result::is_ok));
+    let after = store.receiver(a.id).await.unwrap().unwrap();
+    assert_eq!((after.token_generation, after.revision), (22, 22));
+    let clash = |r: &mut Receiver| r.name = ReceiverName::parse("renamed").unwrap();
+    assert!(matches!(store.edit_receiver(more[0].id, Box::new(clash)).await, Err(StoreError::Conflict(_))));
+    assert_eq!(
+        store.receiver(more[0].id).await.unwrap().unwrap().name.as_str(),
+        "r0",
+        "a refused edit changes nothing"
     );
-    assert_eq!(store.receiver(a.id).await.unwrap(), Some(stored.clone()));
-    let mut clash = more[0].clone();
-    clash.name = ReceiverName::parse("renamed").unwrap();
-    assert!(matches!(store.update_receiver(&clash).await, Err(StoreError::Conflict(_))));
-    assert!(matches!(store.update_receiver(&receiver("alpha", "ghost")).await, Err(StoreError::NotFound)));
+    let ghost = ReceiverId::generate();
+    assert!(matches!(store.edit_receiver(ghost, Box::new(|_| {})).await, Err(StoreError::NotFound)));
 
     store.record_execution(&execution(a.id, 1), None).await.unwrap();
     assert!(store.delete_receiver(a.id).await.unwrap());
@@ -223,6 +235,60 @@ async fn keys_tokens_scales_contract(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
 }
 
+/// Retention by age (30 days) and per receiver (10, within a tenth of slack).
+async fn retention_contract(store: Arc<dyn Store>) {
+    let r = receiver("default", "kept");
+    let old = Execution { at: now_millis() - 40 * 86_400_000, ..execution(r.id, 0) };
+    store.record_execution(&old, None).await.unwrap();
+    let fresh = execution(r.id, 1);
+    store.record_execution(&fresh, None).await.unwrap();
+    let ids: Vec<ExecutionId> = store.list_executions(r.id, 10, None).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![fresh.id], "older than 30 days is gone");
+
+    let kept = forty_each_for_four(&store).await;
+    assert!(kept.iter().all(|n| (10..=11).contains(n)), "per receiver: {kept:?} kept");
+    assert_eq!(store.disk_usage().executions as usize, kept.iter().sum::<usize>() + 1);
+}
+
+/// Retention in all (24, within a hundredth of slack): the oldest go first, whoever they belong to.
+async fn retention_total_contract(store: Arc<dyn Store>) {
+    let kept = forty_each_for_four(&store).await;
+    assert!(kept.iter().all(|n| (5..=7).contains(n)), "per receiver: {kept:?} kept");
+    assert!((24..=25).contains(&kept.iter().sum::<usize>()), "{kept:?} kept in all");
+}
+
+/// Records 40 executions for each of four receivers, in turns; returns how many each kept,
+/// checking that the newest are.
+async fn forty_each_for_four(store: &Arc<dyn Store>) -> Vec<usize> {
+    let receivers: Vec<Receiver> = (0..4).map(|i| receiver("default", &format!("busy{i}"))).collect();
+    for n in 0..40 {
+        for r in &receivers {
+            store.record_execution(&execution(r.id, n), None).await.unwrap();
+        }
+    }
+    let mut kept = Vec::new();
+    for r in &receivers {
+        let held = store.list_executions(r.id, 100, None).await.unwrap();
+        assert_eq!(held[0].reason, "step 39", "the newest are kept");
+        kept.push(held.len());
+    }
+    kept
+}
+
+async fn sqlite_with(retention: Retention) -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("hookd.db").display());
+    (dir, store::open(&url, retention).await.unwrap())
+}
+
+#[tokio::test]
+async fn sqlite_retention() {
+    let (_dir, store) = sqlite_with(Retention { max_age_days: 30, per_receiver: 10, total: 1000 }).await;
+    retention_contract(store).await;
+    let (_dir, store) = sqlite_with(Retention { max_age_days: 0, per_receiver: 0, total: 24 }).await;
+    retention_total_contract(store).await;
+}
+
 async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("nested/dir/hookd.db").display());
@@ -254,19 +320,39 @@ async fn sqlite_keys_tokens_scales() {
     keys_tokens_scales_contract(store).await;
 }
 
+/// Everything written reads back the same through a fresh store: past every cache.
 #[tokio::test]
 async fn sqlite_data_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("hookd.db").display());
     let r = receiver("default", "durable");
-    let e = execution(r.id, 1);
-    {
+    let e = Execution { dedup_key: Some(key("n")), ..execution(r.id, 1) };
+    let updated = {
         let store = store::open(&url, Retention::default()).await.unwrap();
         store.insert_receiver(&r).await.unwrap();
-        store.record_execution(&e, None).await.unwrap();
+        let edit = |r: &mut Receiver| {
+            r.token_generation = 7;
+            r.enabled = false;
+        };
+        let updated = store.edit_receiver(r.id, Box::new(edit)).await.unwrap();
+        let state = StateWrite::LocalScale { backend: "local".into(), service: "web".into(), scale: 4 };
+        store.record_execution(&e, Some(&state)).await.unwrap();
         store.close().await;
-    }
+        updated
+    };
     let store = store::open(&url, Retention::default()).await.unwrap();
-    assert_eq!(store.receiver(r.id).await.unwrap(), Some(r.clone()));
-    assert_eq!(store.list_executions(r.id, 10, None).await.unwrap(), vec![e]);
+    assert_eq!(store.receiver(r.id).await.unwrap(), Some(updated));
+    assert_eq!(store.list_executions(r.id, 10, None).await.unwrap(), vec![e.clone()]);
+    assert_eq!(store.local_scales("local").await.unwrap().get("web"), Some(&4));
+    assert_eq!(store.last_change(&web()).await.unwrap(), Some(e.at));
+    let decided = Decided { at: e.at, execution: e.id };
+    assert_eq!(store.last_decided(r.id, &key("n"), 0).await.unwrap(), Some(decided), "dedup survives a restart");
+}
+
+#[tokio::test]
+async fn sqlite_a_second_store_on_one_file_is_refused() {
+    let (dir, _store) = sqlite_with(Retention::default()).await;
+    let url = format!("sqlite://{}", dir.path().join("hookd.db").display());
+    let Err(error) = store::open(&url, Retention::default()).await else { panic!("two stores on one file") };
+    assert!(error.to_string().contains("in use by another hookd"), "{error}");
 }

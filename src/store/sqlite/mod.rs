@@ -38,7 +38,7 @@ use self::{
 };
 use super::{
     rows::{ApiTokenRow, ExecutionRow, ReceiverRow},
-    ApiToken, DiskUsage, SigningKey, StateWrite, Store, StoreError, StoreResult,
+    ApiToken, DiskUsage, ReceiverEdit, SigningKey, StateWrite, Store, StoreError, StoreResult,
 };
 use crate::{
     config::Retention,
@@ -195,8 +195,8 @@ impl Store for SqliteStore {
         .collect()
     }
 
-    async fn update_receiver(&self, r: &Receiver) -> StoreResult<Receiver> {
-        match self.write(Op::UpdateReceiver(r.clone())).await? {
+    async fn edit_receiver(&self, id: ReceiverId, edit: ReceiverEdit) -> StoreResult<Receiver> {
+        match self.write(Op::EditReceiver(id, Some(edit))).await? {
             Done::Updated(updated) => Ok(updated),
             other => Err(StoreError::Corrupt(format!("the writer answered an update with {other:?}"))),
         }

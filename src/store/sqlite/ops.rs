@@ -6,10 +6,10 @@
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 use super::super::{
-    rows::{alerts_to_json, config_to_json},
-    ApiToken, SigningKey, StateWrite, StoreError,
+    rows::{alerts_to_json, config_to_json, ReceiverRow},
+    ApiToken, ReceiverEdit, SigningKey, StateWrite, StoreError,
 };
-use crate::domain::{Execution, Receiver, ReceiverId};
+use crate::domain::{now_millis, Execution, Receiver, ReceiverId};
 
 /// A write queued for the writer thread.
 pub enum Op {
@@ -18,7 +18,8 @@ pub enum Op {
         state: Option<StateWrite>,
     },
     InsertReceiver(Receiver),
-    UpdateReceiver(Receiver),
+    /// The edit is taken when it is applied.
+    EditReceiver(ReceiverId, Option<ReceiverEdit>),
     DeleteReceiver(ReceiverId),
     InsertSigningKey(SigningKey),
     InsertApiToken(ApiToken),
@@ -67,7 +68,7 @@ fn name_taken(r: &Receiver) -> String {
     format!("a receiver named {:?} already exists in project {}", r.name.as_str(), r.project)
 }
 
-pub fn apply(conn: &Connection, op: &Op) -> Result<Done, Failure> {
+pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
     match op {
         Op::Execution { execution, state } => {
             if let Some(state) = state {
@@ -95,30 +96,37 @@ pub fn apply(conn: &Connection, op: &Op) -> Result<Done, Failure> {
             .map_err(|e| unique(e, || name_taken(r)))?;
             Ok(Done::Written)
         }
-        Op::UpdateReceiver(r) => {
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE receivers SET name = ?1, config = ?2, enabled = ?3, token_generation = ?4, updated = ?5, \
-                     revision = revision + 1 WHERE id = ?6 AND revision = ?7",
-                )?
-                .execute(params![
-                    r.name.as_str(),
-                    config_to_json(&r.config),
-                    r.enabled,
-                    r.token_generation,
-                    r.updated,
-                    r.id.to_string(),
-                    r.revision,
-                ])
-                .map_err(|e| unique(e, || name_taken(r)))?;
-            if changed == 1 {
-                return Ok(Done::Updated(Receiver { revision: r.revision + 1, ..r.clone() }));
+        Op::EditReceiver(id, edit) => {
+            let Some(stored) = read_receiver(conn, *id)? else {
+                return Err(Failure::Own(StoreError::NotFound));
+            };
+            let mut r = stored.clone();
+            if let Some(edit) = edit.take() {
+                edit(&mut r);
             }
-            let exists = conn
-                .prepare_cached("SELECT 1 FROM receivers WHERE id = ?1")?
-                .query_row([r.id.to_string()], |_| Ok(()))
-                .optional()?;
-            Err(Failure::Own(if exists.is_some() { StoreError::Stale } else { StoreError::NotFound }))
+            let r = Receiver {
+                id: stored.id,
+                project: stored.project,
+                created: stored.created,
+                revision: stored.revision + 1,
+                updated: now_millis(),
+                ..r
+            };
+            conn.prepare_cached(
+                "UPDATE receivers SET name = ?1, config = ?2, enabled = ?3, token_generation = ?4, updated = ?5, \
+                 revision = ?6 WHERE id = ?7",
+            )?
+            .execute(params![
+                r.name.as_str(),
+                config_to_json(&r.config),
+                r.enabled,
+                r.token_generation,
+                r.updated,
+                r.revision,
+                r.id.to_string(),
+            ])
+            .map_err(|e| unique(e, || name_taken(&r)))?;
+            Ok(Done::Updated(r))
         }
         Op::DeleteReceiver(id) => {
             let deleted = conn.prepare_cached("DELETE FROM receivers WHERE id = ?1")?.execute([id.to_string()])?;
@@ -156,6 +164,31 @@ pub fn apply(conn: &Connection, op: &Op) -> Result<Done, Failure> {
             Ok(Done::Written)
         }
     }
+}
+
+/// The receiver as stored now, inside the writer's transaction.
+fn read_receiver(conn: &Connection, id: ReceiverId) -> Result<Option<Receiver>, Failure> {
+    let row = conn
+        .prepare_cached(
+            "SELECT id, project, name, driver, config, enabled, token_generation, created, updated, revision \
+             FROM receivers WHERE id = ?1",
+        )?
+        .query_row([id.to_string()], |row| {
+            Ok(ReceiverRow {
+                id: row.get(0)?,
+                project: row.get(1)?,
+                name: row.get(2)?,
+                driver: row.get(3)?,
+                config: row.get(4)?,
+                enabled: row.get(5)?,
+                token_generation: row.get(6)?,
+                created: row.get(7)?,
+                updated: row.get(8)?,
+                revision: row.get(9)?,
+            })
+        })
+        .optional()?;
+    row.map(ReceiverRow::into_domain).transpose().map_err(Failure::Own)
 }
 
 fn write_state(conn: &Connection, state: &StateWrite) -> rusqlite::Result<()> {

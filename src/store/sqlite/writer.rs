@@ -214,10 +214,10 @@ impl Writer {
     }
 
     /// One transaction for the whole batch; an error here fails every write in it.
-    fn try_commit(&mut self, batch: &[(Op, Reply)], delta: &mut Delta) -> rusqlite::Result<Vec<StoreResult<Done>>> {
+    fn try_commit(&mut self, batch: &mut [(Op, Reply)], delta: &mut Delta) -> rusqlite::Result<Vec<StoreResult<Done>>> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let mut results = Vec::with_capacity(batch.len());
-        for (op, _) in batch {
+        for (op, _) in batch.iter_mut() {
             match apply(&self.conn, op) {
                 Ok(done) => {
                     match (op, &done) {
@@ -241,7 +241,7 @@ impl Writer {
         match (op, done) {
             (Op::Execution { execution, .. }, _) => self.history.recorded(execution),
             (Op::InsertReceiver(r), _) => self.receivers.stored(r),
-            (Op::UpdateReceiver(_), Done::Updated(r)) => self.receivers.stored(r),
+            (Op::EditReceiver(..), Done::Updated(r)) => self.receivers.stored(r),
             (Op::DeleteReceiver(id), _) => self.receivers.removed(*id),
             _ => {}
         }
