@@ -70,7 +70,12 @@ pub struct Engine {
     backends: Arc<Backends>,
     metrics: Arc<Metrics>,
     locks: ServiceLocks,
+    /// By backend, then operation.
+    backend_metrics: HashMap<String, HashMap<&'static str, BackendOpMetrics>>,
 }
+
+type BackendOpMetrics =
+    (prometheus_client::metrics::histogram::Histogram, prometheus_client::metrics::counter::Counter);
 
 /// One trigger, as the HTTP layer hands it over.
 #[derive(Debug, Clone)]
@@ -142,7 +147,20 @@ impl Journal for TriggerJournal<'_> {
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, backends: Arc<Backends>, metrics: Arc<Metrics>) -> Self {
-        Self { store, backends, metrics, locks: ServiceLocks::default() }
+        // Resolved once: label lookups per trigger would allocate.
+        let mut backend_metrics = HashMap::new();
+        for backend in backends.all() {
+            for operation in ["read_scale", "write_scale"] {
+                let labels = BackendOpLabels { backend: backend.name().to_owned(), operation };
+                let latency = metrics.backend_latency.get_or_create(&labels).clone();
+                let errors = metrics.backend_errors.get_or_create(&labels).clone();
+                backend_metrics
+                    .entry(backend.name().to_owned())
+                    .or_insert_with(HashMap::new)
+                    .insert(operation, (latency, errors));
+            }
+        }
+        Self { store, backends, metrics, locks: ServiceLocks::default(), backend_metrics }
     }
 
     /// Runs `receiver` once for `request` and records what happened.
@@ -158,19 +176,18 @@ impl Engine {
             }
         };
         let e = &report.execution;
-        let reason = if e.outcome == Outcome::Skipped { e.reason.clone() } else { String::new() };
+        let reason = match e.outcome {
+            Outcome::Skipped => SkipReason::ALL.iter().find(|r| r.as_str() == e.reason).map_or("", |r| r.as_str()),
+            _ => "",
+        };
+        let dry_run = if e.dry_run { "true" } else { "false" };
         self.metrics
             .triggers
-            .get_or_create(&TriggerLabels {
-                driver: driver.to_owned(),
-                outcome: e.outcome.as_str().to_owned(),
-                reason,
-                dry_run: e.dry_run.to_string(),
-            })
+            .get_or_create(&TriggerLabels { driver, outcome: e.outcome.as_str(), reason, dry_run })
             .inc();
         self.metrics
             .trigger_latency
-            .get_or_create(&DriverLabels { driver: driver.to_owned() })
+            .get_or_create(&DriverLabels { driver })
             .observe(started.elapsed().as_secs_f64());
         Ok(report)
     }
@@ -278,15 +295,26 @@ impl Engine {
     async fn timed<T>(
         &self,
         backend: &dyn Backend,
-        operation: &str,
+        operation: &'static str,
         call: impl std::future::Future<Output = Result<T, BackendError>>,
     ) -> Result<T, BackendError> {
-        let labels = BackendOpLabels { backend: backend.name().to_owned(), operation: operation.to_owned() };
         let started = Instant::now();
         let result = call.await;
-        self.metrics.backend_latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
-        if result.is_err() {
-            self.metrics.backend_errors.get_or_create(&labels).inc();
+        let elapsed = started.elapsed().as_secs_f64();
+        match self.backend_metrics.get(backend.name()).and_then(|ops| ops.get(operation)) {
+            Some((latency, errors)) => {
+                latency.observe(elapsed);
+                if result.is_err() {
+                    errors.inc();
+                }
+            }
+            None => {
+                let labels = BackendOpLabels { backend: backend.name().to_owned(), operation };
+                self.metrics.backend_latency.get_or_create(&labels).observe(elapsed);
+                if result.is_err() {
+                    self.metrics.backend_errors.get_or_create(&labels).inc();
+                }
+            }
         }
         result
     }

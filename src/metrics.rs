@@ -6,18 +6,19 @@ use prometheus_client::{
     registry::Registry,
 };
 
+// Static strings: labels are built on every trigger, and must not allocate.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TriggerLabels {
-    pub driver: String,
-    pub outcome: String,
+    pub driver: &'static str,
+    pub outcome: &'static str,
     /// The skip reason for `skipped` outcomes (`resolved`, `cooldown`, ...), else empty.
-    pub reason: String,
-    pub dry_run: String,
+    pub reason: &'static str,
+    pub dry_run: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DriverLabels {
-    pub driver: String,
+    pub driver: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,7 +36,7 @@ pub struct ServiceLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendOpLabels {
     pub backend: String,
-    pub operation: String,
+    pub operation: &'static str,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;

@@ -4,7 +4,7 @@
 //! alerts ride along inside.
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::PayloadError;
 use crate::domain::{AlertRef, AlertStatus, Notification};
@@ -34,13 +34,27 @@ struct Alert {
     fingerprint: String,
 }
 
-/// Alertmanager bodies carry `alerts` next to `version` (and usually `groupKey`).
-pub fn looks_like(value: &Value) -> bool {
-    value.get("alerts").is_some() && (value.get("version").is_some() || value.get("groupKey").is_some())
+/// The members that tell an Alertmanager body from others, read without building the rest
+/// (`RawValue` only checks the syntax of what it skips).
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    version: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "groupKey")]
+    group_key: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    alerts: Option<&'a RawValue>,
 }
 
-pub fn parse(value: Value) -> Result<Notification, PayloadError> {
-    let webhook: Webhook = serde_path_to_error::deserialize(value)
+/// Alertmanager bodies carry `alerts` next to `version` (and usually `groupKey`). `None`
+/// when `body` is not a JSON object.
+pub fn looks_like(body: &[u8]) -> Option<bool> {
+    let envelope: Envelope = serde_json::from_slice(body).ok()?;
+    Some(envelope.alerts.is_some() && (envelope.version.is_some() || envelope.group_key.is_some()))
+}
+
+pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
+    let webhook: Webhook = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
         .map_err(|e| PayloadError(format!("not a valid Alertmanager notification: {e}")))?;
     if webhook.version != "4" {
         return Err(PayloadError(format!(

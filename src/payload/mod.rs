@@ -24,13 +24,10 @@ pub fn parse(body: &[u8]) -> Result<TriggerPayload, PayloadError> {
     if !trimmed.starts_with(b"{") {
         return Ok(TriggerPayload::Opaque);
     }
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(trimmed) else {
-        return Ok(TriggerPayload::Opaque);
-    };
-    if alertmanager::looks_like(&value) {
-        return alertmanager::parse(value).map(TriggerPayload::Alertmanager);
+    match alertmanager::looks_like(trimmed) {
+        Some(true) => alertmanager::parse(trimmed).map(TriggerPayload::Alertmanager),
+        _ => Ok(TriggerPayload::Opaque),
     }
-    Ok(TriggerPayload::Opaque)
 }
 
 #[cfg(test)]
