@@ -185,10 +185,7 @@ impl Engine {
             .triggers
             .get_or_create(&TriggerLabels { driver, outcome: e.outcome.as_str(), reason, dry_run })
             .inc();
-        self.metrics
-            .trigger_latency
-            .get_or_create(&DriverLabels { driver })
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.trigger_latency.get_or_create(&DriverLabels { driver }).observe(started.elapsed().as_secs_f64());
         Ok(report)
     }
 

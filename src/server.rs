@@ -33,6 +33,11 @@ pub struct App {
 impl App {
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let data_dir = DataDirLock::acquire(&config.data_dir)?;
+        Self::build_locked(config, data_dir, listener).await
+    }
+
+    /// Builds on a data directory this process has locked already.
+    pub async fn build_locked(config: Config, data_dir: DataDirLock, listener: TcpListener) -> anyhow::Result<Self> {
         let store = store::open(&config.database_url(), config.retention).await?;
         let generated_admin_token = auth::ensure_admin(store.as_ref(), config.admin_token.as_ref()).await?;
         let keys = TriggerKeys::load_or_create(store.as_ref()).await?;

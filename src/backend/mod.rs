@@ -98,6 +98,8 @@ pub trait Backend: Send + Sync + 'static {
 pub struct Backends {
     all: Vec<Arc<dyn Backend>>,
     by_project: HashMap<ProjectName, Arc<dyn Backend>>,
+    /// This data directory's cgroup subtree, removed at shutdown.
+    cgroups: Option<Arc<local::Cgroups>>,
 }
 
 impl Backends {
@@ -129,7 +131,7 @@ impl Backends {
             .iter()
             .map(|p| Ok((ProjectName::parse(&p.name)?, by_name[p.backend.as_str()].clone())))
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self { all, by_project })
+        Ok(Self { all, by_project, cgroups })
     }
 
     pub fn for_project(&self, project: &ProjectName) -> Option<&Arc<dyn Backend>> {
@@ -147,6 +149,9 @@ impl Backends {
     pub async fn shutdown(&self) {
         for backend in &self.all {
             backend.shutdown().await;
+        }
+        if let Some(cgroups) = self.cgroups.clone() {
+            let _ = tokio::task::spawn_blocking(move || cgroups.remove_root()).await;
         }
     }
 }

@@ -6,8 +6,11 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+use anyhow::Context;
+
 use crate::{
     config::{Config, LogFormat},
+    datadir::DataDirLock,
     server::App,
 };
 
@@ -52,8 +55,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.data_dir = dir;
     }
     init_logging(config.log_format);
-    let listener = TcpListener::bind(config.listen).await?;
-    let app = App::build(config, listener).await?;
+    // The data directory first: a second hookd on it must hear that, not "address in use".
+    let data_dir = DataDirLock::acquire(&config.data_dir)?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let app = App::build_locked(config, data_dir, listener).await?;
     if let Some(token) = &app.generated_admin_token {
         eprintln!(
             "\nCreated the admin API token. It is shown this once; hookd keeps only its hash:\n\n    {}\n",

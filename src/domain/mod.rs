@@ -159,6 +159,14 @@ pub struct Execution {
     pub dedup_key: Option<DedupKey>,
 }
 
+impl Execution {
+    /// A decision counts for dedup and cooldown: it scaled or found the bound, for real.
+    /// Dry runs, skips and failures do not.
+    pub fn is_decision(&self) -> bool {
+        matches!(self.outcome, Outcome::Scaled | Outcome::Unchanged) && !self.dry_run
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

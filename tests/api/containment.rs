@@ -157,3 +157,44 @@ async fn issue_9_a_start_that_fails_is_retried_and_shown() {
     let services: Value = app.get("/v1-webhooks/services").await.1;
     assert_eq!(services["data"][0]["running"], json!(1));
 }
+
+/// Issue 9 (review): when a stuck keeper is finally killed, sweeping what it left must not
+/// touch the replica started in its place (no cgroups: the sweep goes by environment).
+#[tokio::test]
+async fn issue_9_sweeping_a_stuck_keeper_spares_its_successor() {
+    let app = spawn_app_with(|c| c.backends[0].cgroups = false).await;
+    let up = app.scale_receiver("up", "web", "up", 1, 1, 5).await;
+    let down = app.scale_receiver("down", "web", "down", 1, 1, 5).await;
+    app.trigger(up["url"].as_str().unwrap()).await;
+    app.wait_for_processes("web", 2).await;
+    let marker = format!("HOOKD_TEST_MARKER={}/web", app.marker);
+    let keeper_of_2 = all_pids_with_env(&marker)
+        .into_iter()
+        .filter(|p| is_keeper(*p))
+        .find(|p| replica_of(*p) == Some(2))
+        .expect("replica 2's keeper");
+    kill(Pid::from_raw(keeper_of_2), Signal::SIGSTOP).unwrap();
+    app.trigger(down["url"].as_str().unwrap()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // settled: the stuck keeper is asked to stop
+    app.trigger(up["url"].as_str().unwrap()).await;
+    let successor = eventually(Duration::from_secs(5), || async { replica_pids(&app, "web", 2).len() == 2 }).await;
+    assert!(successor, "a new replica 2 starts beside the stuck one");
+    let new_pids: Vec<i32> = replica_pids(&app, "web", 2)
+        .into_iter()
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| !s.contains(") T ")))
+        .collect();
+    // grace (2 s) + the keeper's slack (5 s): hookd kills the stuck keeper and sweeps.
+    let swept = eventually(Duration::from_secs(12), || async {
+        !is_keeper(keeper_of_2) && replica_pids(&app, "web", 2).len() == 1
+    })
+    .await;
+    assert!(swept, "the stuck keeper's replica is gone: {:?}", replica_pids(&app, "web", 2));
+    let alive: Vec<i32> = replica_pids(&app, "web", 2);
+    assert!(new_pids.iter().any(|p| alive.contains(p)), "the successor {new_pids:?} survives: {alive:?}");
+}
+
+/// The replica number in a process's environment.
+fn replica_of(pid: i32) -> Option<u32> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|b| *b == 0).find_map(|e| std::str::from_utf8(e.strip_prefix(b"HOOKD_REPLICA=")?).ok()?.parse().ok())
+}

@@ -227,3 +227,54 @@ async fn issue_9_a_trigger_answers_only_what_is_durable_even_with_an_alertmanage
         .all(|(s, a)| *s == StatusCode::OK && (a["outcome"] == "scaled" || a["reason"] == "duplicate")));
     assert_eq!(app.desired_scale("web").await, 2);
 }
+
+/// Issue 9: pruning the history must not make a retry act twice. The execution that acted
+/// on a key is pruned, hookd restarts (memory empty), and the retry is still a duplicate.
+#[tokio::test]
+async fn issue_9_a_retry_stays_a_duplicate_after_its_execution_is_pruned() {
+    let mut app = spawn_app_with(|c| {
+        c.retention.per_receiver = 5;
+        c.retention.total = 20;
+    })
+    .await;
+    let up = app.web_receiver("up", "up", json!({"cooldownUpSeconds": 0})).await;
+    let path = up["url"].as_str().unwrap().split_once("/v1-webhooks/").unwrap().1.to_owned();
+    let keyed = |app: &TestApp| {
+        let request = app.http.post(format!("{}/v1-webhooks/{path}", app.base)).header("Idempotency-Key", "order-42");
+        async move { crate::helpers::read(request.send().await.unwrap()).await }
+    };
+    let (_, first) = keyed(&app).await;
+    assert_eq!(first["outcome"], "scaled", "{first}");
+    let (_, alert) = app.notify(&format!("{}/v1-webhooks/{path}", app.base), FIRING).await;
+    assert_eq!(alert["outcome"], "scaled", "{alert}");
+    for _ in 0..30 {
+        app.trigger(&format!("{}/v1-webhooks/{path}", app.base)).await;
+    }
+    let kept: Vec<String> = app.executions(&up).await.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    assert!(!kept.contains(&first["execution"].as_str().unwrap().to_owned()), "the test needs the row pruned");
+    let scale = app.desired_scale("web").await;
+
+    app.restart().await;
+    let (_, retry) = keyed(&app).await;
+    assert_eq!((retry["outcome"].as_str(), retry["reason"].as_str()), (Some("skipped"), Some("duplicate")), "{retry}");
+    let (_, resent) = app.notify(&format!("{}/v1-webhooks/{path}", app.base), FIRING).await;
+    assert_eq!(resent["reason"], "duplicate", "{resent}");
+    assert_eq!(app.desired_scale("web").await, scale);
+}
+
+/// Issue 9 (review): a second `hookd serve` with the same config names the data directory
+/// and the holder's pid; it used to fail on the port first ("address in use").
+#[tokio::test]
+async fn issue_9_a_second_hookd_with_the_same_config_says_whose_directory_it_is() {
+    let app = crate::helpers::spawn_process_with(|_| {}).await;
+    let output = std::process::Command::new(crate::helpers::keeper_binary())
+        .args(["serve", "--config"])
+        .arg(app.work_dir().join("hookd.toml"))
+        .env("HOOKD_ADMIN_TOKEN", &app.token)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is in use by another hookd"), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", app.pid())), "{stderr}");
+}

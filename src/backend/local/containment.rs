@@ -90,10 +90,14 @@ fn kill_until_gone(find: impl Fn() -> Vec<i32>, within: Duration) -> usize {
     }
 }
 
-/// Kills the processes of one replica found by their environment (when its keeper died).
-pub fn sweep_replica(instance: &str, service: &str, replica: u32) -> usize {
-    let entries =
-        [format!("{INSTANCE_ENV}={instance}"), format!("HOOKD_SERVICE={service}"), format!("HOOKD_REPLICA={replica}")];
+/// Carried by every process of one start of a replica: a random id, so a sweep after its
+/// keeper died never reaches the replica started in its place.
+pub const RUN_ENV: &str = "HOOKD_REPLICA_RUN";
+
+/// Kills the processes of one start of a replica, found by their environment (when its
+/// keeper died and cannot stop them).
+pub fn sweep_replica(instance: &str, run: &str) -> usize {
+    let entries = [format!("{INSTANCE_ENV}={instance}"), format!("{RUN_ENV}={run}")];
     let entries: Vec<&str> = entries.iter().map(String::as_str).collect();
     kill_until_gone(|| pids_with_env(&entries), Duration::from_secs(5))
 }

@@ -28,7 +28,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::containment::{self, Cgroups, INSTANCE_ENV};
+use super::containment::{self, Cgroups, INSTANCE_ENV, RUN_ENV};
 use crate::config::LocalServiceConfig;
 
 /// How long after the grace period hookd waits for a keeper before killing it outright.
@@ -92,6 +92,8 @@ enum Event {
 struct Replica {
     /// The keeper's pid, which leads its own process group.
     pid: i32,
+    /// This start's id, in its processes' environment ([`RUN_ENV`]).
+    run: String,
     started: Instant,
     cgroup: Option<std::path::PathBuf>,
 }
@@ -206,7 +208,14 @@ impl Supervisor {
     fn start(&mut self, replica: u32) {
         let spec = &self.spec;
         let path_var = spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| std::ffi::OsStr::new(v));
-        let program = match containment::resolve(&spec.command, path_var, spec.workdir.as_deref()) {
+        let workdir_missing = spec
+            .workdir
+            .as_ref()
+            .filter(|d| !d.is_dir())
+            .map(|d| format!("{}: no such directory (workdir)", d.display()));
+        let program = match workdir_missing
+            .map_or_else(|| containment::resolve(&spec.command, path_var, spec.workdir.as_deref()), Err)
+        {
             Ok(program) => program,
             Err(why) => {
                 let message = format!("could not start replica {replica}: {why}");
@@ -217,6 +226,7 @@ impl Supervisor {
             }
         };
         self.spawned += 1;
+        let run = format!("{:016x}", rand::random::<u64>());
         let cgroup = self.containment.cgroups.as_ref().and_then(|cgroups| {
             let dir = cgroups.replica_dir(&spec.name, replica, self.spawned);
             match cgroups.prepare(&dir) {
@@ -245,6 +255,7 @@ impl Supervisor {
             .env("HOOKD_REPLICA", replica.to_string())
             .env("HOOKD_IMAGE", &spec.image)
             .env(INSTANCE_ENV, &self.containment.instance)
+            .env(RUN_ENV, &run)
             .stdin(std::process::Stdio::null())
             .process_group(0);
         if let Some(dir) = &spec.workdir {
@@ -257,7 +268,7 @@ impl Supervisor {
             Ok(mut child) => {
                 let pid = child.id().expect("a just-spawned child has a pid") as i32;
                 tracing::info!(service = %spec.name, replica, pid, "started process");
-                self.replicas.insert(replica, Replica { pid, started: Instant::now(), cgroup });
+                self.replicas.insert(replica, Replica { pid, run, started: Instant::now(), cgroup });
                 let events = self.events_tx.clone();
                 tokio::spawn(async move {
                     let status = child.wait().await;
@@ -325,7 +336,7 @@ impl Supervisor {
         tokio::task::spawn_blocking(move || {
             let swept = match &replica.cgroup {
                 Some(dir) => Cgroups::remove(dir),
-                None if !keeper_exited_cleanly => containment::sweep_replica(&instance, &service, n),
+                None if !keeper_exited_cleanly => containment::sweep_replica(&instance, &replica.run),
                 None => 0,
             };
             if swept > 0 {

@@ -143,7 +143,7 @@ impl HistoryCache {
 
     /// A committed execution (writer thread only).
     pub fn recorded(&self, e: &Execution) {
-        let decided = matches!(e.outcome, Outcome::Scaled | Outcome::Unchanged) && !e.dry_run;
+        let decided = e.is_decision();
         if let (Some(service), Outcome::Scaled, false) = (&e.service, e.outcome, e.dry_run) {
             self.fill_change(service, Some(e.at));
         }

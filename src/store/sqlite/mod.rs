@@ -113,12 +113,8 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
 
-        // Memory starts empty: it lacks the decisions made before now, and no others. Rows
-        // are appended in time order, so the newest is near the end.
-        let newest: Option<Millis> =
-            sqlx::query_scalar("SELECT MAX(at) FROM (SELECT at FROM executions ORDER BY seq DESC LIMIT 1000)")
-                .fetch_one(&pool)
-                .await?;
+        // Memory starts empty: it lacks the decisions made before now, and no others.
+        let newest: Option<Millis> = sqlx::query_scalar("SELECT MAX(at) FROM decisions").fetch_one(&pool).await?;
         let receivers = Arc::new(ReceiverCache::default());
         let history = Arc::new(HistoryCache::new(newest.map_or(Millis::MIN, |at| at.max(now_millis()) + 1)));
         let status = Arc::new(Status::default());
@@ -238,13 +234,10 @@ impl Store for SqliteStore {
         if let Some(known) = self.history.last_change(service) {
             return Ok(known);
         }
-        let at: Option<Millis> = sqlx::query_scalar(
-            "SELECT at FROM executions WHERE service = ? AND outcome = 'scaled' AND dry_run = 0 \
-             ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(service.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let at: Option<Millis> = sqlx::query_scalar("SELECT at FROM service_changes WHERE service = ?")
+            .bind(service.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         self.history.fill_change(service, at);
         Ok(self.history.last_change(service).flatten())
     }
@@ -253,18 +246,15 @@ impl Store for SqliteStore {
         if let Lookup::Known(answer) = self.history.decided(receiver, key, since) {
             return Ok(answer);
         }
-        let row = sqlx::query(
-            "SELECT at, id FROM executions WHERE receiver = ? AND dedup_key = ? \
-             AND outcome IN ('scaled', 'unchanged') AND dry_run = 0 ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(&receiver.as_bytes()[..])
-        .bind(&key.as_bytes()[..])
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query("SELECT at, execution FROM decisions WHERE receiver = ? AND key = ?")
+            .bind(&receiver.as_bytes()[..])
+            .bind(&key.as_bytes()[..])
+            .fetch_optional(&self.pool)
+            .await?;
         let found = match row {
             Some(row) => Some(Decided {
                 at: row.try_get("at")?,
-                execution: ExecutionId::from_slice(&row.try_get::<Vec<u8>, _>("id")?)
+                execution: ExecutionId::from_slice(&row.try_get::<Vec<u8>, _>("execution")?)
                     .ok_or_else(|| StoreError::Corrupt("execution id".into()))?,
             }),
             None => None,

@@ -9,7 +9,7 @@ use super::super::{
     rows::{alerts_to_json, config_to_json, ReceiverRow},
     ApiToken, ReceiverEdit, SigningKey, StateWrite, StoreError,
 };
-use crate::domain::{now_millis, Execution, Receiver, ReceiverId};
+use crate::domain::{now_millis, Execution, Outcome, Receiver, ReceiverId};
 
 /// A write queued for the writer thread.
 pub enum Op {
@@ -131,6 +131,7 @@ pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
         Op::DeleteReceiver(id) => {
             let deleted = conn.prepare_cached("DELETE FROM receivers WHERE id = ?1")?.execute([id.to_string()])?;
             conn.prepare_cached("DELETE FROM executions WHERE receiver = ?1")?.execute([id.as_bytes()])?;
+            conn.prepare_cached("DELETE FROM decisions WHERE receiver = ?1")?.execute([id.as_bytes()])?;
             Ok(Done::Deleted(deleted > 0))
         }
         Op::InsertSigningKey(key) => {
@@ -164,6 +165,30 @@ pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
             Ok(Done::Written)
         }
     }
+}
+
+/// Keeps the decision on the execution's dedup key: a new one replaces the last; an intent
+/// re-recorded as anything else (it failed) is no decision any more.
+fn record_decision(conn: &Connection, e: &Execution, replaced: bool) -> rusqlite::Result<()> {
+    if let (Some(service), Outcome::Scaled, true) = (&e.service, e.outcome, e.is_decision()) {
+        conn.prepare_cached(
+            "INSERT INTO service_changes (service, at) VALUES (?1, ?2) \
+             ON CONFLICT (service) DO UPDATE SET at = max(at, excluded.at)",
+        )?
+        .execute(params![service.as_str(), e.at])?;
+    }
+    let Some(key) = &e.dedup_key else { return Ok(()) };
+    if e.is_decision() {
+        conn.prepare_cached(
+            "INSERT INTO decisions (receiver, key, at, execution) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (receiver, key) DO UPDATE SET at = excluded.at, execution = excluded.execution",
+        )?
+        .execute(params![&e.receiver.as_bytes()[..], &key.as_bytes()[..], e.at, &e.id.as_bytes()[..]])?;
+    } else if replaced {
+        conn.prepare_cached("DELETE FROM decisions WHERE receiver = ?1 AND key = ?2 AND execution = ?3")?
+            .execute(params![&e.receiver.as_bytes()[..], &key.as_bytes()[..], &e.id.as_bytes()[..]])?;
+    }
+    Ok(())
 }
 
 /// The receiver as stored now, inside the writer's transaction.
@@ -231,6 +256,7 @@ fn record(conn: &Connection, e: &Execution) -> Result<Done, Failure> {
              reason = ?9, detail = ?10, dry_run = ?11, alerts = ?12, dedup_key = ?13 WHERE receiver = ?2 AND id = ?1",
         )?
         .execute(&values[..])?;
+    record_decision(conn, e, replaced > 0)?;
     if replaced > 0 {
         return Ok(Done::Written);
     }

@@ -1,4 +1,6 @@
-//! Execution retention: by count per receiver, by count in all, and by age.
+//! Execution retention: by count per receiver, by count in all, and by age. Decisions on
+//! dedup keys are kept apart, for the longest dedup window, so that pruning the history
+//! never lets a retry act twice; only more of them than the total limit cuts that short.
 //!
 //! The writer thread prunes inside its own transactions, a bounded chunk at a time, so the
 //! history never grows past its limits under load and no single batch stalls for long.
@@ -12,13 +14,15 @@ use tokio::time::Instant;
 
 use crate::{
     config::Retention,
-    domain::{Millis, ReceiverId},
+    domain::{scale::MAX_WINDOW_SECONDS, Millis, ReceiverId},
 };
 
 /// Most rows one prune statement deletes, so a batch never waits long behind it.
 const CHUNK: u32 = 500;
 /// How often rows past their age are looked for.
 const AGE_SWEEP: Duration = Duration::from_secs(60);
+/// Decisions are kept this long: the longest dedup window, and a day.
+const DECISIONS_KEPT_MS: Millis = (MAX_WINDOW_SECONDS as Millis + 86_400) * 1000;
 
 /// Rows held, per receiver and in all, as the last commit left them.
 pub struct Pruner {
@@ -26,6 +30,8 @@ pub struct Pruner {
     per_receiver: HashMap<ReceiverId, i64>,
     total: i64,
     next_age_sweep: Instant,
+    /// Decisions beyond the total limit, as last counted; deleted a chunk at a time.
+    decisions_excess: i64,
 }
 
 /// What a batch changes in the counts; applied only once it commits.
@@ -65,11 +71,11 @@ impl Pruner {
                 per_receiver.insert(id, n);
             }
         }
-        Ok(Self { limits, per_receiver, total, next_age_sweep: Instant::now() })
+        Ok(Self { limits, per_receiver, total, next_age_sweep: Instant::now(), decisions_excess: 0 })
     }
 
     pub fn age_sweep_due(&self) -> bool {
-        self.limits.max_age_days > 0 && Instant::now() >= self.next_age_sweep
+        Instant::now() >= self.next_age_sweep
     }
 
     pub fn total(&self) -> u64 {
@@ -104,13 +110,22 @@ impl Pruner {
             let excess = (total - total_limit).min(i64::from(CHUNK));
             delete_oldest(conn, delta, excess, Millis::MAX)?;
         }
+        if self.decisions_excess > 0 {
+            self.decisions_excess -= prune_decisions(conn, self.decisions_excess.min(i64::from(CHUNK)), Millis::MAX)?;
+        }
         if self.age_sweep_due() {
-            let cutoff = now - i64::from(self.limits.max_age_days) * 86_400_000;
-            let deleted = delete_oldest(conn, delta, i64::from(CHUNK), cutoff)?;
-            // A full chunk means there is more: look again at the next batch.
-            if deleted < i64::from(CHUNK) {
-                self.next_age_sweep = Instant::now() + AGE_SWEEP;
+            let mut full = false;
+            if self.limits.max_age_days > 0 {
+                let cutoff = now - i64::from(self.limits.max_age_days) * 86_400_000;
+                full |= delete_oldest(conn, delta, i64::from(CHUNK), cutoff)? == i64::from(CHUNK);
             }
+            full |= prune_decisions(conn, i64::from(CHUNK), now - DECISIONS_KEPT_MS)? == i64::from(CHUNK);
+            if self.limits.total > 0 {
+                let decisions: i64 = conn.query_row("SELECT COUNT(*) FROM decisions", [], |r| r.get(0))?;
+                self.decisions_excess = (decisions - i64::from(self.limits.total)).max(0);
+            }
+            // A full chunk means there is more: look again at the next batch.
+            self.next_age_sweep = if full { Instant::now() } else { Instant::now() + AGE_SWEEP };
         }
         Ok(())
     }
@@ -127,6 +142,17 @@ impl Pruner {
             }
         }
     }
+}
+
+/// Deletes up to `limit` of the oldest decisions made before `before`; returns how many.
+fn prune_decisions(conn: &Connection, limit: i64, before: Millis) -> rusqlite::Result<i64> {
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM decisions WHERE (receiver, key) IN \
+             (SELECT receiver, key FROM decisions WHERE at < ?2 ORDER BY at LIMIT ?1)",
+        )?
+        .execute(rusqlite::params![limit, before])?;
+    Ok(deleted as i64)
 }
 
 /// Deletes up to `limit` of the oldest rows older than `before`; returns how many.

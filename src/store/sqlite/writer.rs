@@ -48,6 +48,8 @@ const RESTART_BYTES: u64 = 24 << 20;
 const FORCE_CHECKPOINT_BYTES: u64 = 48 << 20;
 /// After a restart, the log file is cut back to this.
 const JOURNAL_SIZE_LIMIT: u64 = 8 << 20;
+/// How long a write waits for a lock another process holds before failing the batch.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 /// With nothing to write for this long, the writer checkpoints and empties the log.
 const IDLE: Duration = Duration::from_millis(250);
 
@@ -94,13 +96,15 @@ pub struct Writer {
     last_partial: Option<Instant>,
     /// Log frames at the last nudge.
     nudged_at: i32,
+    /// When the writer last forced a checkpoint past a reader.
+    last_forced: Option<Instant>,
     page_size: u64,
 }
 
 /// Opens the writer's connection: WAL, no automatic checkpoints, the log size hook.
 fn open_connection(path: &PathBuf, wal_frames: &AtomicI32) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(2))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "wal")?;
     conn.pragma_update(None, "synchronous", "normal")?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -148,6 +152,7 @@ impl Writer {
             checkpointer,
             last_partial: None,
             nudged_at: 0,
+            last_forced: None,
             page_size: page_size.max(512) as u64,
         })
     }
@@ -282,7 +287,17 @@ impl Writer {
             self.nudged_at = 0; // the log restarted
         }
         if bytes >= FORCE_CHECKPOINT_BYTES {
-            let _ = self.checkpoint("RESTART");
+            // Only a reader holding an old snapshot (a sqlite3 shell left open, say) gets the
+            // log here. Wait for it briefly, once a second at most: not on every batch.
+            if self.last_forced.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                self.last_forced = Some(Instant::now());
+                if !self.checkpoint("RESTART") {
+                    tracing::warn!(
+                        wal_mb = bytes >> 20,
+                        "the write-ahead log cannot restart: another process holds a read transaction open"
+                    );
+                }
+            }
         } else if bytes >= RESTART_BYTES && self.last_partial.is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
         {
             // Most of the log is copied back already: this round is short.
@@ -319,12 +334,15 @@ impl Writer {
         }
     }
 
-    /// Runs a checkpoint on the writer's own connection; true when it copied the whole log back.
+    /// Runs a checkpoint on the writer's own connection; true when it copied the whole log
+    /// back. It waits for readers briefly: triggers queue behind it.
     fn checkpoint(&mut self, mode: &str) -> bool {
         let started = Instant::now();
+        let _ = self.conn.busy_timeout(Duration::from_millis(100));
         let result = self.conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
         });
+        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
         match result {
             Ok((busy, log, done)) => {
                 let micros = started.elapsed().as_micros() as u64;
