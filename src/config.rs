@@ -31,6 +31,11 @@ pub struct Config {
     /// How much execution history is kept.
     #[serde(default)]
     pub retention: Retention,
+    /// Connections and timeouts: what a client may hold and for how long.
+    #[serde(default)]
+    pub limits: Limits,
+    /// When set, `/metrics` is served on this address only (not on `listen`).
+    pub metrics_listen: Option<SocketAddr>,
     #[serde(default, rename = "backend")]
     pub backends: Vec<BackendConfig>,
     #[serde(default, rename = "project")]
@@ -55,6 +60,40 @@ impl Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// What one client may hold, and for how long.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Open connections at most (fitted under the open-file limit at start).
+    pub max_connections: usize,
+    /// Time for a request's head (line and headers), from its first byte.
+    pub header_timeout_seconds: u64,
+    /// Time a kept-alive connection may wait for its next request.
+    pub idle_timeout_seconds: u64,
+    /// Time for a request's body to arrive.
+    pub body_timeout_seconds: u64,
+    /// Time to answer a management request (triggers are bounded by the backend's own timeouts).
+    pub request_timeout_seconds: u64,
+    /// Largest body read before the caller is authenticated (`POST /ui/session`).
+    pub unauthenticated_body_bytes: usize,
+    /// Failed sign-ins and API token checks per client address and minute; then 429.
+    pub failed_auth_per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            header_timeout_seconds: 10,
+            idle_timeout_seconds: 60,
+            body_timeout_seconds: 10,
+            request_timeout_seconds: 30,
+            unauthenticated_body_bytes: 4096,
+            failed_auth_per_minute: 20,
+        }
     }
 }
 
@@ -229,6 +268,24 @@ impl Config {
         if let Some(v) = env("HOOKD_MAX_BODY_BYTES") {
             self.max_body_bytes = v.parse().context("HOOKD_MAX_BODY_BYTES must be a number of bytes")?;
         }
+        if let Some(v) = env("HOOKD_METRICS_LISTEN") {
+            self.metrics_listen =
+                Some(v.parse().with_context(|| format!("HOOKD_METRICS_LISTEN={v:?} is not an address"))?);
+        }
+        let limits = [
+            ("HOOKD_MAX_CONNECTIONS", &mut self.limits.max_connections as &mut dyn SetFromEnv),
+            ("HOOKD_HEADER_TIMEOUT_SECONDS", &mut self.limits.header_timeout_seconds),
+            ("HOOKD_IDLE_TIMEOUT_SECONDS", &mut self.limits.idle_timeout_seconds),
+            ("HOOKD_BODY_TIMEOUT_SECONDS", &mut self.limits.body_timeout_seconds),
+            ("HOOKD_REQUEST_TIMEOUT_SECONDS", &mut self.limits.request_timeout_seconds),
+            ("HOOKD_UNAUTHENTICATED_BODY_BYTES", &mut self.limits.unauthenticated_body_bytes),
+            ("HOOKD_FAILED_AUTH_PER_MINUTE", &mut self.limits.failed_auth_per_minute),
+        ];
+        for (name, field) in limits {
+            if let Some(v) = env(name) {
+                field.set(&v).with_context(|| format!("{name} must be a whole number"))?;
+            }
+        }
         let retention = [
             ("HOOKD_RETENTION_MAX_AGE_DAYS", &mut self.retention.max_age_days),
             ("HOOKD_RETENTION_PER_RECEIVER", &mut self.retention.per_receiver),
@@ -236,7 +293,7 @@ impl Config {
         ];
         for (name, field) in retention {
             if let Some(v) = env(name) {
-                *field = v.parse().with_context(|| format!("{name} must be a whole number (0 turns the limit off)"))?;
+                field.set(&v).with_context(|| format!("{name} must be a whole number (0 turns the limit off)"))?;
             }
         }
         Ok(())
@@ -317,6 +374,23 @@ impl Config {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hookd.db").display()))
     }
 }
+
+/// A numeric setting an environment variable can set.
+trait SetFromEnv {
+    fn set(&mut self, value: &str) -> Result<(), std::num::ParseIntError>;
+}
+
+macro_rules! set_from_env {
+    ($($t:ty),*) => {$(
+        impl SetFromEnv for $t {
+            fn set(&mut self, value: &str) -> Result<(), std::num::ParseIntError> {
+                *self = value.parse()?;
+                Ok(())
+            }
+        }
+    )*};
+}
+set_from_env!(u32, u64, usize);
 
 #[cfg(test)]
 mod tests {

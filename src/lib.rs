@@ -20,6 +20,7 @@ pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod datadir;
 pub mod domain;
 pub mod engine;

@@ -58,6 +58,16 @@ pub struct Metrics {
     /// `triggers_rejected{code="invalid_token"}`, resolved once: forged tokens are the hot rejection.
     pub invalid_tokens: Counter,
     pub store: StoreGauges,
+    pub connections_open: Gauge,
+    connections_closed: Family<ClosedLabels, Counter>,
+    tracker: std::sync::OnceLock<std::sync::Arc<crate::connections::Tracker>>,
+    /// When the service gauges were last read from the backends, and which were set.
+    pub service_refresh: tokio::sync::Mutex<(Option<std::time::Instant>, std::collections::HashSet<ServiceLabels>)>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub reason: &'static str,
 }
 
 /// What the store holds on disk, set at scrape time.
@@ -117,6 +127,14 @@ impl Default for Metrics {
             "1 while the store can write, 0 after a failed write",
             store.writable.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register("connections_open", "HTTP connections open now", connections_open.clone());
+        let connections_closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "connections_closed_by_hookd",
+            "Connections hookd closed or refused: idle_timeout, header_timeout, evicted (at the cap), refused",
+            connections_closed.clone(),
+        );
         Self {
             registry,
             triggers,
@@ -128,12 +146,28 @@ impl Default for Metrics {
             backend_errors,
             invalid_tokens,
             store,
+            connections_open,
+            connections_closed,
+            tracker: std::sync::OnceLock::new(),
+            service_refresh: Default::default(),
         }
     }
 }
 
 impl Metrics {
+    pub fn connection_closed(&self, why: crate::connections::Closed) {
+        self.connections_closed.get_or_create(&ClosedLabels { reason: why.as_str() }).inc();
+    }
+
+    /// The main port's connections, counted at scrape time.
+    pub fn set_connection_tracker(&self, tracker: std::sync::Arc<crate::connections::Tracker>) {
+        let _ = self.tracker.set(tracker);
+    }
+
     pub fn render(&self) -> String {
+        if let Some(tracker) = self.tracker.get() {
+            self.connections_open.set(tracker.open_count() as i64);
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

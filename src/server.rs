@@ -1,20 +1,22 @@
 //! Wiring: build every part from a [`Config`] and serve until a shutdown signal.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{body::Body, extract::ConnectInfo, Router};
+use axum::{body::Body, extract::ConnectInfo, http::Request, response::Response};
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::{
     auth,
     backend::Backends,
     config::{Config, Secret},
+    connections::{fit_to_file_limit, TrackedIo, Tracker},
     datadir::DataDirLock,
     engine::Engine,
-    http::{app, AppState, TokenGate},
+    http::{app, metrics_app, AppState},
     metrics::Metrics,
     store,
     token::TriggerKeys,
@@ -24,6 +26,9 @@ use crate::{
 pub struct App {
     state: Arc<AppState>,
     listener: TcpListener,
+    /// `/metrics` on its own address, when configured.
+    metrics_listener: Option<TcpListener>,
+    tracker: Arc<Tracker>,
     /// Set when this start generated the first admin token: print it once.
     pub generated_admin_token: Option<Secret>,
     /// Held until the store is closed and the processes are stopped.
@@ -52,18 +57,50 @@ impl App {
             metrics,
             public_url: config.public_url.clone(),
             max_body_bytes: config.max_body_bytes,
+            limits: config.limits,
+            metrics_on_main: config.metrics_listen.is_none(),
             sessions: Default::default(),
+            failed_auth: Default::default(),
         });
-        Ok(Self { state, listener, generated_admin_token, data_dir })
+        let metrics_listener = match config.metrics_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("listening for /metrics on {address}: {e}"))?,
+            ),
+            None => None,
+        };
+        let tracker = Tracker::new(config.limits, fit_to_file_limit(config.limits.max_connections));
+        Ok(Self { state, listener, metrics_listener, tracker, generated_admin_token, data_dir })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// Where `/metrics` is served, when it has its own address.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes, then stops supervised processes and closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        serve(self.listener, app(self.state.clone()), shutdown).await;
+        let stop = CancellationToken::new();
+        let stopper = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stopper.cancel();
+        });
+        let metrics = self.state.metrics.clone();
+        let metrics_server = self.metrics_listener.map(|listener| {
+            let tracker = Tracker::new(self.state.limits, 64);
+            tokio::spawn(serve(listener, metrics_app(self.state.clone()), stop.clone(), tracker, metrics.clone()))
+        });
+        self.state.metrics.set_connection_tracker(self.tracker.clone());
+        serve(self.listener, app(self.state.clone()), stop, self.tracker, metrics).await;
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
         self.state.backends.shutdown().await;
         self.state.store.close().await;
         drop(self.data_dir);
@@ -75,10 +112,34 @@ impl App {
 const DRAIN: Duration = Duration::from_secs(10);
 
 /// HTTP/1.1 straight on hyper: hookd needs no HTTP/2 detection and no upgrades, and both
-/// cost something on every trigger. Each connection's requests carry its peer address.
-async fn serve(listener: TcpListener, app: TokenGate<Router>, shutdown: impl Future<Output = ()> + Send + 'static) {
+/// cost something on every trigger. Each connection's requests carry its peer address,
+/// and every connection is tracked (`connections.rs`): capped, and closed when idle or slow.
+async fn serve<S>(
+    listener: TcpListener,
+    app: S,
+    shutdown: CancellationToken,
+    tracker: Arc<Tracker>,
+    metrics: Arc<Metrics>,
+) where
+    S: tower::Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
     let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
+    let watchdog = {
+        let (tracker, metrics, shutdown) = (tracker.clone(), metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(tracker.sweep_every());
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                for why in tracker.sweep() {
+                    metrics.connection_closed(why);
+                }
+            }
+        })
+    };
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -90,22 +151,50 @@ async fn serve(listener: TcpListener, app: TokenGate<Router>, shutdown: impl Fut
                     continue;
                 }
             },
-            _ = &mut shutdown => break,
+            _ = shutdown.cancelled() => break,
+        };
+        let registration = match tracker.admit() {
+            Ok((registration, evicted)) => {
+                if let Some(why) = evicted {
+                    metrics.connection_closed(why);
+                }
+                registration
+            }
+            Err(refused) => {
+                metrics.connection_closed(refused);
+                continue; // dropping the stream closes it
+            }
         };
         let _ = stream.set_nodelay(true);
-        let service = app.clone().map_request(move |req: axum::http::Request<Incoming>| {
-            let mut req = req.map(Body::new);
-            req.extensions_mut().insert(ConnectInfo(peer));
-            req
-        });
-        let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let conn = graceful.watch(conn);
+        let conn = registration.conn.clone();
+        let (started, done) = (conn.clone(), conn.clone());
+        let service = app
+            .clone()
+            .map_request(move |req: Request<Incoming>| {
+                started.request_started();
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            })
+            .map_response(move |response| {
+                done.request_done();
+                response
+            });
+        let io = TokioIo::new(TrackedIo::new(stream, conn.clone()));
+        let connection = graceful.watch(http1::Builder::new().serve_connection(io, TowerToHyperService::new(service)));
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let _registration = registration;
+            tokio::select! {
+                result = connection => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                _ = conn.closed() => {}
             }
         });
     }
+    watchdog.abort();
     if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections were still open after {} s; closing them", DRAIN.as_secs());
     }

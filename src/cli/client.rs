@@ -191,13 +191,27 @@ struct Api {
     token: Option<String>,
 }
 
+/// An HTTP client that speaks https with the system's trust store, plus `--cacert`.
+fn http_client(args: &ClientArgs) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = &args.cacert {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} holds no PEM certificate", path.display()))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().context("building the HTTP client")
+}
+
 impl Api {
-    fn new(args: &ClientArgs) -> Self {
-        Self {
-            http: reqwest::Client::new(),
+    fn new(args: &ClientArgs) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: http_client(args)?,
             base: args.url.trim_end_matches('/').to_owned(),
             token: args.token.clone(),
-        }
+        })
     }
 
     async fn send(
@@ -255,7 +269,7 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
     use reqwest::Method;
     match cmd {
         ReceiversCommand::List { client, project, json } => {
-            let api = Api::new(&client);
+            let api = Api::new(&client)?;
             let mut all = Vec::new();
             let mut path = format!("/v1-webhooks/receivers?projectId={project}");
             loop {
@@ -282,7 +296,7 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
             }
         }
         ReceiversCommand::Get { client, id, json } => {
-            let r = Api::new(&client).call(Method::GET, &format!("/v1-webhooks/receivers/{id}"), None).await?;
+            let r = Api::new(&client)?.call(Method::GET, &format!("/v1-webhooks/receivers/{id}"), None).await?;
             if json {
                 print_json(&r)
             } else {
@@ -290,20 +304,20 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
             }
         }
         ReceiversCommand::Create { client, project, fields } => {
-            let r = Api::new(&client)
+            let r = Api::new(&client)?
                 .call(Method::POST, &format!("/v1-webhooks/receivers?projectId={project}"), Some(&fields.body()?))
                 .await?;
             print_receiver(&r);
         }
         ReceiversCommand::Update { client, id, fields } => {
-            let api = Api::new(&client);
+            let api = Api::new(&client)?;
             let path = format!("/v1-webhooks/receivers/{id}");
             let current = api.call(Method::GET, &path, None).await?;
             let r = api.call(Method::PUT, &path, Some(&fields.merged_over(&current)?)).await?;
             print_receiver(&r);
         }
         ReceiversCommand::Clone { client, id, name } => {
-            let api = Api::new(&client);
+            let api = Api::new(&client)?;
             let original = api.call(Method::GET, &format!("/v1-webhooks/receivers/{id}"), None).await?;
             let driver = str_of(&original, "driver");
             let config_key = format!("{driver}Config");
@@ -313,7 +327,7 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
             print_receiver(&r);
         }
         ReceiversCommand::AlertmanagerConfig { client, id } => {
-            let response = Api::new(&client)
+            let response = Api::new(&client)?
                 .send(Method::GET, &format!("/v1-webhooks/receivers/{id}/alertmanager-config"), None)
                 .await?;
             if !response.status().is_success() {
@@ -323,7 +337,7 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
             print!("{}", response.text().await?);
         }
         ReceiversCommand::Delete { client, id } => {
-            Api::new(&client).call(Method::DELETE, &format!("/v1-webhooks/receivers/{id}"), None).await?;
+            Api::new(&client)?.call(Method::DELETE, &format!("/v1-webhooks/receivers/{id}"), None).await?;
             println!("deleted receiver {id}");
         }
     }
@@ -334,7 +348,7 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
     let url = if args.target.starts_with("http://") || args.target.starts_with("https://") {
         args.target.clone()
     } else {
-        let r = Api::new(&args.client)
+        let r = Api::new(&args.client)?
             .call(reqwest::Method::GET, &format!("/v1-webhooks/receivers/{}", args.target), None)
             .await?;
         let url = str_of(&r, "url");
@@ -344,7 +358,7 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
         url.to_owned()
     };
     let url = if args.dry_run { format!("{url}&dryRun=1") } else { url };
-    let mut request = reqwest::Client::new().post(&url);
+    let mut request = http_client(&args.client)?.post(&url);
     if let Some(path) = &args.file {
         let body = if path.as_os_str() == "-" {
             let mut buf = Vec::new();
@@ -379,7 +393,7 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
 
 /// One page of a collection; with `json`, printed raw and `None` returned.
 async fn fetch_list(client: &ClientArgs, path: &str, json: bool) -> anyhow::Result<Option<Vec<Value>>> {
-    let page = Api::new(client).call(reqwest::Method::GET, path, None).await?;
+    let page = Api::new(client)?.call(reqwest::Method::GET, path, None).await?;
     let data = page["data"].as_array().cloned().unwrap_or_default();
     if json {
         print_json(&Value::Array(data));

@@ -51,6 +51,9 @@ pub struct ClientArgs {
     /// API token (printed by hookd at its first start).
     #[arg(long = "token", env = "HOOKD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A PEM file of certificate authorities to trust for https URLs, beside the system's.
+    #[arg(long = "cacert", env = "HOOKD_CACERT")]
+    pub cacert: Option<std::path::PathBuf>,
 }
 
 pub fn main() -> ExitCode {

@@ -56,6 +56,15 @@ fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), Valida
     if value.chars().any(char::is_control) {
         return Err(ValidationError::new(field, format!("{field} must not contain control characters")));
     }
+    // Line and paragraph separators end a line in YAML and some terminals; direction
+    // overrides make a name read differently from what it is.
+    let hidden = |c: char| matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if value.chars().any(hidden) {
+        return Err(ValidationError::new(
+            field,
+            format!("{field} must not contain line or paragraph separators or text-direction controls"),
+        ));
+    }
     Ok(())
 }
 
@@ -173,6 +182,10 @@ mod tests {
         assert!(ReceiverName::parse("   ").is_err());
         assert!(ReceiverName::parse("a\nb").is_err());
         assert!(ReceiverName::parse(&"x".repeat(129)).is_err());
+        // Issue 10: a U+2028 broke out of a YAML comment line.
+        assert!(ReceiverName::parse("a\u{2028}evil: 1").is_err());
+        assert!(ReceiverName::parse("a\u{2029}b").is_err());
+        assert!(ReceiverName::parse("abc\u{202e}fdp.exe").is_err());
     }
 
     #[test]

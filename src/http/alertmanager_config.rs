@@ -8,6 +8,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
+use serde::Serialize;
+
 use super::{
     receivers::{trigger_url, Target},
     ApiError, AppState,
@@ -23,7 +25,47 @@ fn duration(seconds: u32) -> String {
     }
 }
 
-/// The snippet for a receiver whose trigger URL is `url`.
+#[derive(Serialize)]
+struct Snippet<'a> {
+    receivers: Vec<AmReceiver<'a>>,
+    route: Route,
+}
+
+#[derive(Serialize)]
+struct AmReceiver<'a> {
+    name: &'a str,
+    webhook_configs: Vec<WebhookConfig<'a>>,
+}
+
+#[derive(Serialize)]
+struct WebhookConfig<'a> {
+    url: &'a str,
+    send_resolved: bool,
+    max_alerts: u32,
+}
+
+#[derive(Serialize)]
+struct Route {
+    routes: Vec<SubRoute>,
+}
+
+#[derive(Serialize)]
+struct SubRoute {
+    receiver: String,
+    matchers: Vec<String>,
+    group_wait: &'static str,
+    group_interval: &'static str,
+    repeat_interval: String,
+}
+
+/// A label matcher `name="value"`, the value quoted as Alertmanager's matcher syntax wants.
+fn matcher(name: &str, value: &str) -> String {
+    format!("{name}={}", serde_json::to_string(value).expect("a string serializes"))
+}
+
+/// The snippet for a receiver whose trigger URL is `url`. Everything that comes from users
+/// goes through the YAML serializer; the comments hold only fixed text, numbers and the
+/// token (whose characters are safe anywhere).
 pub fn snippet(r: &Receiver, url: &str) -> String {
     let name: String = r
         .name
@@ -31,6 +73,7 @@ pub fn snippet(r: &Receiver, url: &str) -> String {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
         .collect();
+    let receiver_name = format!("hookd-{name}");
     let (token_base, token) = url.split_once("?token=").unwrap_or((url, ""));
     let DriverConfig::ScaleService(c) = &r.config;
     let resolved_note = match c.options.on_resolved {
@@ -39,47 +82,45 @@ pub fn snippet(r: &Receiver, url: &str) -> String {
     };
     // A still-firing alert steps again only once its repeat is outside the dedup window and
     // the cooldown; a minute more keeps it clear of both.
-    let repeat = c.options.dedup.max(c.cooldown(c.action, true)) + 60;
+    let cooldown = c.cooldown(c.action, true);
+    let repeat = c.options.dedup.max(cooldown) + 60;
     let action = match c.action {
         ScaleAction::Up => "up",
         ScaleAction::Down => "down",
     };
+    let data = Snippet {
+        receivers: vec![AmReceiver {
+            name: &receiver_name,
+            webhook_configs: vec![WebhookConfig { url, send_resolved: true, max_alerts: 0 }],
+        }],
+        route: Route {
+            routes: vec![SubRoute {
+                receiver: receiver_name.clone(),
+                matchers: vec![matcher("action", action), matcher("service", c.service.as_str())],
+                group_wait: "30s",
+                group_interval: "5m",
+                repeat_interval: duration(repeat),
+            }],
+        },
+    };
+    let yaml = yaml_serde::to_string(&data).expect("the snippet serializes");
+    let token_safe = token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    let header_form = if token_safe {
+        format!(
+            "# To keep the token out of URLs and proxy logs, send it as a header instead:\n\
+             #   url: {token_base:?}\n#   http_config:\n#     authorization:\n#       credentials: '{token}'\n"
+        )
+    } else {
+        String::new()
+    };
     format!(
-        r#"# Alertmanager receiver for the hookd receiver "{receiver}": {describe}.
-# The URL carries this receiver's token: keep this snippet as secret as a password.
-
-receivers:
-  - name: 'hookd-{name}'
-    webhook_configs:
-      - url: '{url}'
-        # hookd reads each alert's status: {resolved_note}.
-        send_resolved: true
-        max_alerts: 0
-        # To keep the token out of URLs and proxy logs, send it as a header instead:
-        # url: '{token_base}'
-        # http_config:
-        #   authorization:
-        #     credentials: '{token}'
-
-# Route the alerts that should scale {service} {action} to it, as in this example (merge it into your `route:`):
-route:
-  routes:
-    - receiver: 'hookd-{name}'
-      matchers:
-        - action="{action}"
-        - service="{service}"
-      group_wait: 30s
-      group_interval: 5m
-      # A repeat of a still-firing alert steps again once it is past the dedup window
-      # ({dedup} s) and the cooldown ({cooldown} s); shorter repeats are skipped.
-      repeat_interval: {repeat}
-"#,
-        receiver = r.name,
-        describe = r.config.describe(),
-        service = c.service,
+        "# An Alertmanager receiver and route for a hookd receiver ({action} scaling).\n\
+         # The URL carries this receiver's token: keep this snippet as secret as a password.\n\
+         # hookd reads each alert's status: {resolved_note}.\n\
+         # A repeat of a still-firing alert steps again once it is past the dedup window\n\
+         # ({dedup} s) and the cooldown ({cooldown} s); shorter repeats are skipped.\n\
+         # Merge the route into your `route:`.\n{header_form}\n{yaml}",
         dedup = c.options.dedup,
-        cooldown = c.cooldown(c.action, true),
-        repeat = duration(repeat),
     )
 }
 

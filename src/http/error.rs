@@ -117,7 +117,14 @@ impl From<EngineError> for ApiError {
                     5,
                 )
             }
-            EngineError::NoBackend(_) => ApiError::internal(e),
+            // A receiver of a project removed from the config: a retry won't help.
+            EngineError::NoBackend(project) => ApiError::new(
+                StatusCode::CONFLICT,
+                "project_not_configured",
+                format!(
+                    "project {project} has no backend in this hookd's configuration; add it back to use its receivers"
+                ),
+            ),
         }
     }
 }

@@ -1,15 +1,19 @@
 //! Request extractors that fail with [`ApiError`]s instead of axum's plain-text rejections.
 
-use std::sync::Arc;
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
 use axum::{
     body::{Body, Bytes},
-    extract::{FromRequest, FromRequestParts, Request},
+    extract::{ConnectInfo, FromRequest, FromRequestParts, Request},
     http::{header, request::Parts, HeaderMap, StatusCode},
 };
 use serde::de::DeserializeOwned;
 
-use super::{error::ApiError, AppState};
+use super::{error::ApiError, guard::too_many_failures, AppState};
 use crate::{
     auth::{hash_token, Caller},
     session,
@@ -23,10 +27,19 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        check_json_content_type(req.headers())?;
-        let bytes = read_body(req.into_body(), state.max_body_bytes).await?;
-        parse_json(&bytes).map(JsonBody)
+        json_body(req, state, state.max_body_bytes).await.map(JsonBody)
     }
+}
+
+/// Reads and parses a JSON body of at most `limit` bytes, within the body timeout.
+pub async fn json_body<T: DeserializeOwned>(req: Request, state: &AppState, limit: usize) -> Result<T, ApiError> {
+    check_json_content_type(req.headers())?;
+    let bytes = read_body(req.into_body(), limit, body_timeout(state)).await?;
+    parse_json(&bytes)
+}
+
+pub fn body_timeout(state: &AppState) -> Duration {
+    Duration::from_secs(state.limits.body_timeout_seconds)
 }
 
 pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -45,9 +58,16 @@ pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Reads a whole body, refusing more than `limit` bytes.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+/// Reads a whole body, refusing more than `limit` bytes or one slower than `timeout`.
+pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body did not arrive within {} s", timeout.as_secs()),
+        )
+    })?;
+    read.map_err(|e| {
         let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
             .any(|e| e.is::<http_body_util::LengthLimitError>());
         if too_large {
@@ -67,7 +87,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         return Err(ApiError::bad_request("missing_body", "a JSON body is required"));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
@@ -79,13 +99,23 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             }
             _ => ApiError::bad_request("invalid_body", format!("{path}: {inner}")).with_field(path),
         }
-    })
+    })?;
+    // One JSON value, and nothing after it but whitespace.
+    de.end().map_err(|_| {
+        ApiError::bad_request("invalid_json", "the body holds more than one JSON value (data after the first)")
+    })?;
+    Ok(value)
 }
 
 /// Query parameters, with a clear 400 when they don't parse.
 pub fn parse_query<T: DeserializeOwned>(query: Option<&str>) -> Result<T, ApiError> {
     serde_urlencoded::from_str(query.unwrap_or(""))
         .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query parameters: {e}")))
+}
+
+/// The client's address (the TCP peer: hookd does not trust forwarding headers).
+pub fn client_address(parts: &Parts) -> IpAddr {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(peer)| peer.ip())
 }
 
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -100,19 +130,25 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     /// A bearer API token, or the web UI's session cookie (with its CSRF header on any
     /// request that changes something).
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let peer = client_address(parts);
+        state.failed_auth.check(peer, state.limits.failed_auth_per_minute).map_err(too_many_failures)?;
         if let Some(token) = bearer_token(&parts.headers) {
             let found = state.store.api_token_by_hash(&hash_token(token)).await?;
-            return found
-                .map(|token| Caller { token })
-                .ok_or_else(|| ApiError::unauthorized("the API token is not valid"));
+            return found.map(|token| Caller { token }).ok_or_else(|| {
+                state.failed_auth.failed(peer);
+                ApiError::unauthorized("the API token is not valid")
+            });
         }
-        let session = parts
-            .headers
-            .get(header::COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(session::cookie_value)
-            .and_then(|id| state.sessions.get(id))
-            .ok_or_else(|| ApiError::unauthorized("this API needs an API token: send Authorization: Bearer <token>"))?;
+        let cookie = parts.headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(session::cookie_value);
+        let session = match cookie {
+            None => {
+                return Err(ApiError::unauthorized("this API needs an API token: send Authorization: Bearer <token>"))
+            }
+            Some(id) => state.sessions.get(id).ok_or_else(|| {
+                state.failed_auth.failed(peer);
+                ApiError::unauthorized("this session has ended; sign in again")
+            })?,
+        };
         if !parts.method.is_safe() {
             let csrf = parts.headers.get(session::CSRF_HEADER).and_then(|v| v.to_str().ok());
             if csrf != Some(session.csrf.as_str()) {

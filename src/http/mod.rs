@@ -6,6 +6,7 @@
 mod alertmanager_config;
 mod error;
 mod extract;
+mod guard;
 mod ops;
 mod receivers;
 mod schemas;
@@ -51,7 +52,11 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Largest request body read, in bytes.
     pub max_body_bytes: usize,
+    pub limits: crate::config::Limits,
+    /// False when `/metrics` has an address of its own.
+    pub metrics_on_main: bool,
     pub sessions: crate::session::Sessions,
+    pub failed_auth: guard::FailedAuth,
 }
 
 impl AppState {
@@ -106,15 +111,18 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1-webhooks/receivers/{id}/executions", get(receivers::executions))
         .route("/v1-webhooks/receivers/{id}/alertmanager-config", get(alertmanager_config::get))
         .route("/v1-webhooks/services", get(ops::services))
-        .route(TRIGGER_PATH, post(trigger::trigger).get(trigger::get_not_allowed))
         .route("/", get(ui::root))
         .route("/ui/", get(ui::index))
         .route("/ui/app.js", get(ui::app_js))
         .route("/ui/app.css", get(ui::app_css))
         .route("/ui/session", get(ui::whoami).post(ui::sign_in).delete(ui::sign_out))
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .route("/readyz", get(ops::readyz));
+    let api = if state.metrics_on_main { api.route("/metrics", get(ops::metrics)) } else { api };
+    // Management requests have a deadline; the trigger route, added after it, has none.
+    let api = api
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::deadline))
+        .route(TRIGGER_PATH, post(trigger::trigger).get(trigger::get_not_allowed))
         .fallback(|| async { ApiError::not_found("not_found", "there is nothing at this path") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -152,6 +160,14 @@ fn router(state: Arc<AppState>) -> Router {
 /// trigger token before routing, ids, spans or handlers.
 pub fn app(state: Arc<AppState>) -> TokenGate<Router> {
     TokenGate::new(router(state.clone()), state)
+}
+
+/// `/metrics` alone, for its own address (`metrics_listen`).
+pub fn metrics_app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { ApiError::not_found("not_found", "only /metrics is served here") })
+        .with_state(state)
 }
 
 /// Request ids `<process prefix>-<sequence>`: unique per process, and far cheaper than a

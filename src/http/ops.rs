@@ -1,6 +1,10 @@
 //! Operational endpoints: health, readiness, metrics, the API root and the services list.
 
-use std::sync::Arc;
+use std::{
+    collections::HashSet,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     extract::{RawQuery, State},
@@ -41,9 +45,29 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     gauges.wal_peak_bytes.set(as_i64(disk.wal_peak_bytes));
     gauges.executions.set(as_i64(disk.executions));
     gauges.writable.set(i64::from(disk.writable));
-    // Scale gauges are read at scrape time, so they are never stale.
+    refresh_service_gauges(&state).await;
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
+        .into_response()
+}
+
+/// How long the service gauges are served from the last look at the backends: a scrape,
+/// however frequent, asks a backend at most this often.
+const SERVICE_GAUGES_FOR: Duration = Duration::from_secs(5);
+
+/// Reads every backend's services into the scale gauges, unless that was done lately (or
+/// is being done now), and drops the gauges of services that are gone.
+async fn refresh_service_gauges(state: &AppState) {
+    let Ok(mut last) = state.metrics.service_refresh.try_lock() else { return };
+    if last.0.is_some_and(|at| at.elapsed() < SERVICE_GAUGES_FOR) {
+        return;
+    }
+    let mut seen = HashSet::new();
     for (project, backend) in state.backends.projects() {
         let Ok(services) = backend.list_services().await else {
+            // Keep what was last known of an unreachable backend.
+            seen.extend(
+                last.1.iter().filter(|l| l.backend == backend.name() && l.project == project.as_str()).cloned(),
+            );
             continue;
         };
         for s in services {
@@ -54,10 +78,14 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             };
             state.metrics.desired_scale.get_or_create(&labels).set(i64::from(s.desired));
             state.metrics.running_replicas.get_or_create(&labels).set(i64::from(s.running));
+            seen.insert(labels);
         }
     }
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
-        .into_response()
+    for gone in last.1.difference(&seen) {
+        state.metrics.desired_scale.remove(gone);
+        state.metrics.running_replicas.remove(gone);
+    }
+    *last = (Some(Instant::now()), seen);
 }
 
 pub async fn api_root(

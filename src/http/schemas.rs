@@ -9,6 +9,8 @@ use axum::{
 };
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
+
 use super::{
     wire::{collection, DEFAULT_AMOUNT, DEFAULT_MAX, DEFAULT_MIN},
     ApiError, AppState,
@@ -123,7 +125,9 @@ fn schemas(base: &str) -> Vec<Value> {
     ]
 }
 
-pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Json<Value> {
+/// Schemas need an API token like every management route: the README promises it, and
+/// nothing on the management API is public but health, readiness and the UI's assets.
+pub async fn list(State(state): State<Arc<AppState>>, _caller: Caller, headers: HeaderMap) -> Json<Value> {
     let base = state.base_url(&headers);
     let data = schemas(&base);
     let limit = data.len() as u32;
@@ -132,6 +136,7 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Jso
 
 pub async fn get(
     State(state): State<Arc<AppState>>,
+    _caller: Caller,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {

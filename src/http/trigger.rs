@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use tower::Service;
 
 use super::{
-    extract::{bearer_token, read_body},
+    extract::{bearer_token, body_timeout, check_json_content_type, read_body},
     wire::TriggerOut,
     ApiError, AppState,
 };
@@ -82,6 +82,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<DedupKey>, ApiError> {
     }
     let key = std::str::from_utf8(bytes).map_err(|_| invalid("is not ASCII"))?;
     Ok(Some(DedupKey::idempotency(key)))
+}
+
+/// Whether the body is sent as JSON (`application/json` or `…+json`).
+fn claims_json(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::CONTENT_TYPE) && check_json_content_type(headers).is_ok()
 }
 
 /// Longest user agent kept in the history.
@@ -189,9 +194,9 @@ pub async fn trigger(
     let query = TriggerQuery::parse(q.as_deref());
     let (parts, body) = request.into_parts();
     let dry_run = dry_run(query.dry_run.as_deref()).map_err(|e| reject(&state, e))?;
-    let body = read_body(body, state.max_body_bytes).await.map_err(|e| reject(&state, e))?;
-    let payload =
-        payload::parse(&body).map_err(|e| reject(&state, ApiError::bad_request("invalid_payload", e.to_string())))?;
+    let body = read_body(body, state.max_body_bytes, body_timeout(&state)).await.map_err(|e| reject(&state, e))?;
+    let payload = payload::parse(&body, claims_json(&parts.headers))
+        .map_err(|e| reject(&state, ApiError::bad_request("invalid_payload", e.to_string())))?;
     let revoked = || {
         reject(
             &state,

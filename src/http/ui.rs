@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::State,
+    extract::{Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Redirect, Response},
     Json,
@@ -12,7 +12,11 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{extract::JsonBody, ApiError, AppState};
+use super::{
+    extract::{client_address, json_body},
+    guard::too_many_failures,
+    ApiError, AppState,
+};
 use crate::{
     auth::hash_token,
     session::{cookie_value, Session, COOKIE, LIFETIME},
@@ -68,17 +72,21 @@ fn session_json(session: &Session) -> serde_json::Value {
     })
 }
 
-pub async fn sign_in(
-    State(state): State<Arc<AppState>>,
-    JsonBody(body): JsonBody<SignIn>,
-) -> Result<Response, ApiError> {
-    let token = state
-        .store
-        .api_token_by_hash(&hash_token(body.token.trim()))
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("this API token is not valid").with_field("token"))?;
+/// Signs in with an API token. The caller is not known yet, so only a small body is read,
+/// and an address that fails too often waits.
+pub async fn sign_in(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let peer = client_address(&parts);
+    state.failed_auth.check(peer, state.limits.failed_auth_per_minute).map_err(too_many_failures)?;
+    let request = Request::from_parts(parts, body);
+    let body: SignIn = json_body(request, &state, state.limits.unauthenticated_body_bytes).await?;
+    let token = state.store.api_token_by_hash(&hash_token(body.token.trim())).await?.ok_or_else(|| {
+        state.failed_auth.failed(peer);
+        ApiError::unauthorized("this API token is not valid").with_field("token")
+    })?;
     let (id, session) = state.sessions.open(token);
-    let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", LIFETIME.as_secs());
+    let secure = if state.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", LIFETIME.as_secs());
     Ok(([(header::SET_COOKIE, cookie)], Json(session_json(&session))).into_response())
 }
 

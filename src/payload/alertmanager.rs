@@ -110,7 +110,7 @@ mod tests {
     const RESOLVED: &str = include_str!("../../tests/fixtures/alertmanager-resolved.json");
 
     fn notification(body: &str) -> crate::domain::Notification {
-        match parse_body(body.as_bytes()) {
+        match parse_body(body.as_bytes(), true) {
             Ok(TriggerPayload::Alertmanager(n)) => n,
             other => panic!("expected an Alertmanager notification, got {other:?}"),
         }
@@ -151,16 +151,16 @@ mod tests {
     fn broken_notifications_are_errors() {
         let mut value: serde_json::Value = serde_json::from_str(FIRING).unwrap();
         value["version"] = "3".into();
-        assert!(parse_body(value.to_string().as_bytes()).unwrap_err().0.contains("version"));
+        assert!(parse_body(value.to_string().as_bytes(), true).unwrap_err().0.contains("version"));
         let mut value: serde_json::Value = serde_json::from_str(FIRING).unwrap();
         value["alerts"] = serde_json::json!("nope");
-        assert!(parse_body(value.to_string().as_bytes()).is_err());
+        assert!(parse_body(value.to_string().as_bytes(), true).is_err());
         let mut value: serde_json::Value = serde_json::from_str(FIRING).unwrap();
         value["alerts"][0]["status"] = "exploding".into();
-        assert!(parse_body(value.to_string().as_bytes()).unwrap_err().0.contains("exploding"));
+        assert!(parse_body(value.to_string().as_bytes(), true).unwrap_err().0.contains("exploding"));
         let mut value: serde_json::Value = serde_json::from_str(FIRING).unwrap();
         value["alerts"] = serde_json::json!([]);
-        assert!(parse_body(value.to_string().as_bytes()).is_err());
+        assert!(parse_body(value.to_string().as_bytes(), true).is_err());
     }
 
     #[test]

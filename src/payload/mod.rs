@@ -19,15 +19,20 @@ pub enum TriggerPayload {
 #[error("{0}")]
 pub struct PayloadError(pub String);
 
-pub fn parse(body: &[u8]) -> Result<TriggerPayload, PayloadError> {
+/// Reads a trigger body. `claims_json`: its `Content-Type` says JSON, so a body that does
+/// not parse is refused, never taken for an opaque one (a broken Alertmanager notification
+/// must not act as a plain POST).
+pub fn parse(body: &[u8], claims_json: bool) -> Result<TriggerPayload, PayloadError> {
     let trimmed = body.trim_ascii_start();
-    if !trimmed.starts_with(b"{") {
-        return Ok(TriggerPayload::Opaque);
+    if trimmed.starts_with(b"{") && alertmanager::looks_like(trimmed) == Some(true) {
+        return alertmanager::parse(trimmed).map(TriggerPayload::Alertmanager);
     }
-    match alertmanager::looks_like(trimmed) {
-        Some(true) => alertmanager::parse(trimmed).map(TriggerPayload::Alertmanager),
-        _ => Ok(TriggerPayload::Opaque),
+    if claims_json && !trimmed.is_empty() {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(trimmed) {
+            return Err(PayloadError(format!("the body is sent as JSON but is not valid JSON: {e}")));
+        }
     }
+    Ok(TriggerPayload::Opaque)
 }
 
 #[cfg(test)]
@@ -37,8 +42,19 @@ mod tests {
     #[test]
     fn anything_else_is_opaque() {
         for body in [&b""[..], b"   ", b"hello", b"[1,2]", b"{\"push_data\":{}}", b"{not json", b"\xff\xfe"] {
-            assert_eq!(parse(body), Ok(TriggerPayload::Opaque), "{body:?}");
+            assert_eq!(parse(body, false), Ok(TriggerPayload::Opaque), "{body:?}");
         }
+    }
+
+    /// Issue 10: a body sent as JSON that does not parse is refused, not taken for opaque.
+    #[test]
+    fn issue_10_a_body_that_claims_json_must_be_json() {
+        let broken = include_str!("../../tests/fixtures/alertmanager-resolved.json").replacen('}', "},", 1);
+        assert!(parse(broken.as_bytes(), true).unwrap_err().0.contains("not valid JSON"));
+        assert!(parse(b"hello", true).is_err());
+        assert_eq!(parse(b"", true), Ok(TriggerPayload::Opaque), "no body is fine");
+        assert_eq!(parse(b"[1, 2]", true), Ok(TriggerPayload::Opaque), "JSON of another shape is opaque");
+        assert_eq!(parse(b"hello", false), Ok(TriggerPayload::Opaque), "not sent as JSON: opaque");
     }
 }
 
@@ -56,7 +72,8 @@ mod fuzz {
 
         #[test]
         fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
-            let _ = parse(&body);
+            let _ = parse(&body, false);
+            let _ = parse(&body, true);
         }
 
         /// Mutations of a real notification: a byte flipped, inserted or removed anywhere.
@@ -68,7 +85,7 @@ mod fuzz {
                 1 => body.insert(at, byte),
                 _ => { body.remove(at); }
             }
-            if let Ok(TriggerPayload::Alertmanager(n)) = parse(&body) {
+            if let Ok(TriggerPayload::Alertmanager(n)) = parse(&body, true) {
                 prop_assert!(!n.alerts.is_empty());
                 prop_assert_eq!(n.dedup_key().to_string().len(), 32);
             }
@@ -78,7 +95,7 @@ mod fuzz {
         #[test]
         fn arbitrary_json_values_never_panic(value in arb_json()) {
             let body = serde_json::json!({"version": "4", "status": "firing", "alerts": value}).to_string();
-            let _ = parse(body.as_bytes());
+            let _ = parse(body.as_bytes(), true);
         }
     }
 

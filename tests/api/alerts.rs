@@ -221,9 +221,31 @@ async fn the_alertmanager_snippet_is_ready_to_paste() {
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/yaml"));
     let yaml = response.text().await.unwrap();
-    assert!(yaml.contains(&format!("url: '{}'", url(&r))), "{yaml}");
-    assert!(yaml.contains("name: 'hookd-web-up'"), "{yaml}");
-    assert!(yaml.contains("send_resolved: true"), "{yaml}");
-    assert!(yaml.contains("repeat_interval: 3m"), "dedup 120 s + 60 s: {yaml}");
-    assert!(yaml.contains(r#"- service="web""#), "{yaml}");
+    let parsed: Value = yaml_serde::from_str(&yaml).unwrap();
+    let receiver = &parsed["receivers"][0];
+    assert_eq!(receiver["name"], "hookd-web-up", "{yaml}");
+    assert_eq!(receiver["webhook_configs"][0]["url"], url(&r), "{yaml}");
+    assert_eq!(receiver["webhook_configs"][0]["send_resolved"], true, "{yaml}");
+    let route = &parsed["route"]["routes"][0];
+    assert_eq!(route["repeat_interval"], "3m", "dedup 120 s + 60 s: {yaml}");
+    assert_eq!(route["matchers"], json!([r#"action="up""#, r#"service="web""#]), "{yaml}");
+}
+
+/// Issue 10: a name could break out of a YAML comment and add keys to the snippet.
+#[tokio::test]
+async fn issue_10_names_cannot_inject_yaml_into_the_snippet() {
+    let app = spawn_app().await;
+    let (status, body) = app
+        .create_receiver(json!({"name": "up\u{2028}evil: true", "driver": "scaleService",
+            "scaleServiceConfig": {"serviceId": "web", "action": "up", "min": 1, "max": 3}}))
+        .await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("name")), "{body}");
+    let r = receiver(&app, "up': x # \"evil\": [1]", "up", json!({})).await;
+    let id = r["id"].as_str().unwrap();
+    let (status, yaml) = app.get(&format!("/v1-webhooks/receivers/{id}/alertmanager-config")).await;
+    assert_eq!(status, StatusCode::OK);
+    let yaml = yaml.as_str().unwrap();
+    let parsed: Value = yaml_serde::from_str(yaml).unwrap();
+    let keys: Vec<&String> = parsed.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["receivers", "route"], "{yaml}");
 }

@@ -1,7 +1,7 @@
 //! Real Prometheus and Alertmanager, started on loopback ports with temporary directories.
 //!
-//! `scripts/test.sh` installs them and sets `HOOKD_TEST_REQUIRE_COMPONENTS=1`, so in CI a
-//! missing component fails the test; a bare `cargo test` without them skips it, saying so.
+//! Tests that use them are `#[ignore]`d with the reason: a bare `cargo test` lists them as
+//! ignored; `scripts/test.sh` installs the components and runs them with `--include-ignored`.
 
 use std::{path::Path, process::Stdio, time::Duration};
 
@@ -9,18 +9,13 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::eventually;
 
-/// Whether `binary` is installed; panics when it is not but the run requires it.
-pub fn available(binary: &str) -> bool {
+/// Panics, saying how to get it, when `binary` is not installed. Tests that need a real
+/// component are `#[ignore]`d with the reason; `./scripts/test.sh` installs the components
+/// and runs them (`--include-ignored`), so in CI a missing one fails instead of skipping.
+pub fn require(binary: &str) {
     let found =
         std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(binary).is_file()));
-    if !found {
-        assert!(
-            std::env::var_os("HOOKD_TEST_REQUIRE_COMPONENTS").is_none(),
-            "{binary} is required (HOOKD_TEST_REQUIRE_COMPONENTS is set) but not installed"
-        );
-        eprintln!("skipping: {binary} is not installed (./scripts/test.sh installs it)");
-    }
-    found
+    assert!(found, "{binary} is not installed; ./scripts/test.sh installs it");
 }
 
 pub fn free_port() -> u16 {

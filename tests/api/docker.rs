@@ -12,25 +12,16 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::{
-    components::available,
+    components::require,
     helpers::{eventually, spawn_app_with, TestApp},
 };
 
 pub const IMAGE: &str = "hookd-test/sleeper:1";
 
 /// The shared test engine, or `None` (skip) when there is none and none is required.
-pub fn engine() -> Option<String> {
-    match std::env::var("HOOKD_TEST_DOCKER_HOST") {
-        Ok(host) => Some(host),
-        Err(_) => {
-            assert!(
-                std::env::var_os("HOOKD_TEST_REQUIRE_COMPONENTS").is_none(),
-                "HOOKD_TEST_DOCKER_HOST is required: ./scripts/test.sh starts a Docker engine"
-            );
-            eprintln!("skipping: no Docker engine (./scripts/test.sh starts one)");
-            None
-        }
-    }
+/// The test engine's address; panics when there is none (the tests are ignored without one).
+pub fn engine() -> String {
+    std::env::var("HOOKD_TEST_DOCKER_HOST").expect("HOOKD_TEST_DOCKER_HOST: ./scripts/test.sh starts a Docker engine")
 }
 
 /// Runs the docker CLI against `host`; panics with its output when it fails.
@@ -112,8 +103,9 @@ async fn wait_until(what: &str, check: impl AsyncFn() -> bool) -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker engine: ./scripts/test.sh starts one"]
 async fn swarm_scale_up_down_and_bounds_on_running_tasks() {
-    let Some(host) = engine() else { return };
+    let host = engine();
     let app = app_on(&host).await;
     let name = format!("web-{}", &app.marker[20..]);
     swarm_service(&host, &name, 1).await;
@@ -140,8 +132,9 @@ async fn swarm_scale_up_down_and_bounds_on_running_tasks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker engine: ./scripts/test.sh starts one"]
 async fn swarm_global_services_and_missing_services_are_refused() {
-    let Some(host) = engine() else { return };
+    let host = engine();
     let app = app_on(&host).await;
     let name = format!("global-{}", &app.marker[20..]);
     docker(&host, &["service", "create", "--detach", "--mode", "global", "--name", &name, IMAGE]).await;
@@ -156,8 +149,9 @@ async fn swarm_global_services_and_missing_services_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker engine: ./scripts/test.sh starts one"]
 async fn swarm_fifty_concurrent_ups_end_at_exactly_twenty() {
-    let Some(host) = engine() else { return };
+    let host = engine();
     let app = app_on(&host).await;
     let name = format!("burst-{}", &app.marker[20..]);
     swarm_service(&host, &name, 1).await;
@@ -174,8 +168,9 @@ async fn swarm_fifty_concurrent_ups_end_at_exactly_twenty() {
 /// Two hookd replicas (as behind a load balancer) and a person with the docker CLI all
 /// scale one service at once: the service's version makes sure no update is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker engine: ./scripts/test.sh starts one"]
 async fn swarm_concurrent_writers_never_lose_an_update() {
-    let Some(host) = engine() else { return };
+    let host = engine();
     let a = app_on(&host).await;
     let b = app_on(&host).await;
     let name = format!("shared-{}", &a.marker[20..]);
@@ -230,11 +225,10 @@ async fn compose_running(host: &str, project: &str) -> Vec<(u32, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker engine: ./scripts/test.sh starts one"]
 async fn compose_scale_up_and_down_like_docker_compose_does() {
-    let Some(host) = engine() else { return };
-    if !available("docker-compose") {
-        return;
-    }
+    let host = engine();
+    require("docker-compose");
     let app = app_on(&host).await;
     let project = format!("p{}", &app.marker[20..]);
     let dir = tempfile::tempdir().unwrap();
@@ -289,11 +283,10 @@ async fn compose_scale_up_and_down_like_docker_compose_does() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker engine: ./scripts/test.sh starts one"]
 async fn compose_fifty_concurrent_ups_end_at_exactly_twenty() {
-    let Some(host) = engine() else { return };
-    if !available("docker-compose") {
-        return;
-    }
+    let host = engine();
+    require("docker-compose");
     let app = app_on(&host).await;
     let project = format!("q{}", &app.marker[20..]);
     let dir = tempfile::tempdir().unwrap();

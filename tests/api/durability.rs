@@ -36,16 +36,16 @@ async fn ready(http: &reqwest::Client, base: &str) {
     assert!(eventually(Duration::from_secs(20), || async { http.get(&url).send().await.is_ok() }).await);
 }
 
-async fn history(http: &reqwest::Client, base: &str, token: &str, receiver: &str) -> Vec<String> {
-    let mut ids = Vec::new();
+async fn history(http: &reqwest::Client, base: &str, token: &str, receiver: &str) -> Vec<Value> {
+    let mut executions = Vec::new();
     let mut path = format!("/v1-webhooks/receivers/{receiver}/executions?limit=1000");
     loop {
         let page: Value =
             http.get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
-        ids.extend(page["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+        executions.extend(page["data"].as_array().unwrap().iter().cloned());
         match page["pagination"]["next"].as_str() {
             Some(next) => path = next.strip_prefix(base).unwrap().to_owned(),
-            None => return ids,
+            None => return executions,
         }
     }
 }
@@ -59,7 +59,8 @@ async fn issue_5_kill_9_under_load_loses_no_acknowledged_trigger() {
         &config,
         format!(
             "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[[backend]]\nname = \"local\"\nkind = \"local\"\n\
-             [[backend.service]]\nname = \"web\"\ncommand = \"sleep\"\nargs = [\"100000\"]\nscale = 2\n",
+             [[backend.service]]\nname = \"web\"\ncommand = \"sleep\"\nargs = [\"100000\"]\nscale = 2\n\
+             [retention]\nper_receiver = 0\n",
             dir.path().join("data").display()
         ),
     )
@@ -115,13 +116,31 @@ async fn issue_5_kill_9_under_load_loses_no_acknowledged_trigger() {
 
     let mut server = start(&config, &token, port);
     ready(&http, &server.base).await;
-    let mut recorded = std::collections::HashSet::new();
+    let mut executions = Vec::new();
     for (id, _) in &receivers {
-        recorded.extend(history(&http, &server.base, &token, id).await);
+        executions.extend(history(&http, &server.base, &token, id).await);
     }
-    let lost: Vec<&String> = acked.iter().filter(|id| !recorded.contains(*id)).collect();
+    let recorded: std::collections::HashSet<&str> = executions.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let lost: Vec<&String> = acked.iter().filter(|id| !recorded.contains(id.as_str())).collect();
     assert!(lost.is_empty(), "{} of {} acknowledged triggers are missing from the history", lost.len(), acked.len());
     assert!(recorded.len() >= acked.len());
+    // The desired scale after the kill is the last recorded change's (issue 10: it was
+    // checked only after a graceful stop): each change is durable with its execution.
+    let last_change = executions
+        .iter()
+        .filter(|e| e["outcome"] == "scaled")
+        .max_by_key(|e| e["id"].as_str().unwrap().to_owned())
+        .expect("the load scaled");
+    let services: Value = http
+        .get(format!("{}/v1-webhooks/services", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(services["data"][0]["scale"], last_change["to"], "{last_change}");
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }

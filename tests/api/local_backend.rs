@@ -90,10 +90,16 @@ async fn a_process_that_ignores_sigterm_is_killed_after_the_grace_period() {
     };
     assert!(eventually(Duration::from_secs(10), || async { count() == 2 }).await);
     let down = app.scale_receiver("down", "stubborn", "down", 1, 1, 2).await;
+    let asked = std::time::Instant::now();
     app.trigger(down["url"].as_str().unwrap()).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(count(), 2, "SIGTERM is ignored, the grace period (2 s) is not over");
+    // The lower scale settles for 1 s, then SIGTERM (ignored); SIGKILL only after the 2 s
+    // grace period, so at 2.5 s both still run (issue 10: this used to be checked at 1 s,
+    // before SIGTERM was even sent, and could not catch an early SIGKILL).
+    tokio::time::sleep_until((asked + Duration::from_millis(2500)).into()).await;
+    assert_eq!(count(), 2, "SIGTERM is ignored and the grace period is not over");
     assert!(eventually(Duration::from_secs(5), || async { count() == 1 }).await, "SIGKILL after the grace period");
+    let took = asked.elapsed();
+    assert!(took >= Duration::from_millis(2900), "killed after {took:?}: before settle (1 s) + grace (2 s)");
     drop(app);
 }
 

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::{
-    components::{available, free_port},
+    components::{free_port, require},
     helpers::{eventually, read, spawn_app, TestApp},
 };
 
@@ -94,10 +94,10 @@ async fn open_menu_item(c: &Client, receiver: &str, item: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver: ./scripts/test.sh"]
 async fn the_webhooks_flow_in_chromium() {
-    if !available("chromium") || !available("chromedriver") {
-        return;
-    }
+    require("chromium");
+    require("chromedriver");
     let app = spawn_app().await;
     let b = browser().await;
     let c = &b.client;

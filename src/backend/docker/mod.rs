@@ -53,10 +53,16 @@ impl DockerBackend {
         })
     }
 
+    /// The backend contract: an engine's 4xx is `Refused` (4xx to the sender), transport
+    /// errors and 5xx are `Unavailable` (503, retry later), a stale version is `Conflict`.
     fn error(&self, e: DockerError) -> BackendError {
         match e {
             DockerError::DockerResponseServerError { message, .. } if message.contains("out of sequence") => {
                 BackendError::Conflict
+            }
+            // A 4xx is the engine refusing what was asked: a retry won't help. A 5xx may pass.
+            DockerError::DockerResponseServerError { status_code, message } if (400..500).contains(&status_code) => {
+                BackendError::Refused(format!("the Docker engine refused ({status_code}): {}", message.trim()))
             }
             DockerError::DockerResponseServerError { status_code, message } => {
                 BackendError::Unavailable(format!("the Docker engine answered {status_code}: {}", message.trim()))
@@ -153,4 +159,31 @@ impl Backend for DockerBackend {
     }
 
     async fn shutdown(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 10: an engine's 4xx was answered 503 + Retry-After, so Alertmanager retried forever.
+    #[test]
+    fn issue_10_an_engines_4xx_is_refused_and_its_5xx_unavailable() {
+        let backend = DockerBackend {
+            name: "docker".into(),
+            docker: connect("tcp://127.0.0.1:9").unwrap(),
+            endpoint: "tcp://127.0.0.1:9".into(),
+            stop_grace: 1,
+        };
+        let answer = |status_code: u16, message: &str| DockerError::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        };
+        assert!(matches!(backend.error(answer(400, "invalid mount")), BackendError::Refused(m) if m.contains("400")));
+        assert!(matches!(backend.error(answer(403, "forbidden")), BackendError::Refused(_)));
+        assert!(matches!(backend.error(answer(500, "boom")), BackendError::Unavailable(_)));
+        assert!(matches!(backend.error(answer(503, "busy")), BackendError::Unavailable(_)));
+        assert!(matches!(backend.error(answer(500, "update out of sequence")), BackendError::Conflict));
+        let id = ServiceId::parse("web").unwrap();
+        assert!(matches!(backend.not_found_or(&id, answer(404, "no such service")), BackendError::ServiceNotFound(_)));
+    }
 }
