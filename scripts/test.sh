@@ -18,6 +18,8 @@ NEEDED=(
   "docker-compose:docker-compose"
   "chromium:chromium"
   "chromedriver:chromium-driver"
+  "socat:socat"
+  "openssl:openssl"
 )
 
 missing=()

@@ -58,8 +58,20 @@ pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Reads a whole body, refusing more than `limit` bytes or one slower than `timeout`.
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "the request body is larger than this server accepts",
+    )
+}
+
+/// Reads a whole body, refusing more than `limit` bytes or one slower than `timeout`. A
+/// body announced larger than `limit` is refused before a byte of it is read.
 pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large());
+    }
     let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await.map_err(|_| {
         ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
@@ -71,11 +83,7 @@ pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<By
         let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
             .any(|e| e.is::<http_body_util::LengthLimitError>());
         if too_large {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the request body is larger than this server accepts",
-            )
+            self::too_large()
         } else {
             ApiError::bad_request("body_unreadable", "the request body could not be read")
         }

@@ -87,3 +87,98 @@ async fn help_reads_well() {
     }
     assert!(!help.contains("sample-worker"), "internal commands stay hidden");
 }
+
+/// Issue 10: the CLI could not speak HTTPS, while the README recommends an https public_url.
+/// A TLS proxy (socat, with a certificate from a CA made for the test) sits in front of hookd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs socat and openssl: ./scripts/test.sh"]
+async fn issue_10_the_cli_speaks_https() {
+    crate::components::require("socat");
+    crate::components::require("openssl");
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl").args(args).output().unwrap();
+        assert!(status.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&status.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=hookd test CA",
+        "-keyout",
+        &path("ca.key"),
+        "-out",
+        &path("ca.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &path("server.key"),
+        "-out",
+        &path("server.csr"),
+    ]);
+    std::fs::write(path("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("server.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &path("ext"),
+        "-out",
+        &path("server.pem"),
+    ]);
+    let port = crate::components::free_port();
+    let upstream = app.base.trim_start_matches("http://");
+    let mut proxy = std::process::Command::new("socat")
+        .arg(format!(
+            "openssl-listen:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+            path("server.pem"),
+            path("server.key")
+        ))
+        .arg(format!("tcp:{upstream}"))
+        .spawn()
+        .unwrap();
+    let https = format!("https://localhost:{port}");
+    let listed = crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
+        Command::new(env!("CARGO_BIN_EXE_hookd"))
+            .args(["services", "--url", &https, "--cacert", &path("ca.pem")])
+            .env("HOOKD_TOKEN", &app.token)
+            .output()
+            .await
+            .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("web"))
+    })
+    .await;
+    // Without the CA the certificate is not trusted, and the error says why.
+    let untrusted = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .args(["services", "--url", &https])
+        .env("HOOKD_TOKEN", &app.token)
+        .output()
+        .await
+        .unwrap();
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert!(listed, "hookd services over https with --cacert");
+    assert!(!untrusted.status.success());
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(stderr.contains(&https) && stderr.to_lowercase().contains("certificate"), "{stderr}");
+}

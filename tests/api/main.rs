@@ -10,6 +10,7 @@ mod containment;
 mod docker;
 mod docker_outage;
 mod durability;
+mod edge;
 mod faults;
 mod helpers;
 mod local_backend;
