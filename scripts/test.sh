@@ -54,7 +54,10 @@ log "cargo test"
 results=$(mktemp)
 # Tests that need a real component (or root) are #[ignore]d with the reason in a bare
 # `cargo test`; here everything they need is installed and started, so they all run.
-cargo test --all-targets --locked -- --include-ignored 2>&1 | tee "$results"
+# Rancher's tests of drivers hookd lacks yet stay ignored, listed with their reasons.
+awaiting=rancher_compat::awaiting_driver
+cargo test --all-targets --locked -- --include-ignored --skip "$awaiting" 2>&1 | tee "$results"
+cargo test --test api --locked -- "$awaiting" 2>&1 | tee -a "$results"
 
 # One closing line for the whole suite, summed over the test binaries.
 awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, s }' "$results"

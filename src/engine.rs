@@ -254,6 +254,9 @@ impl Engine {
                     let unchanged = draft.build(Outcome::Unchanged, Some(at), Some(at), reason, String::new());
                     return self.settle(unchanged).await;
                 }
+                ScaleDecision::Refused { at, reason, detail } => {
+                    return self.settle(draft.build(Outcome::Refused, Some(at), Some(at), reason, detail)).await;
+                }
                 ScaleDecision::Scale { from, to, reason } => (from, to, reason),
             };
             let scaled = draft.build(Outcome::Scaled, Some(from), Some(to), reason, String::new());

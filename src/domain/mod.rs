@@ -14,7 +14,7 @@ pub use alert::{AlertRef, AlertStatus, Notification};
 pub use dedup::{Decided, Dedup, DedupKey, DedupKind, IDEMPOTENCY_WINDOW_SECONDS};
 pub use ids::{ApiTokenId, ExecutionId, ProjectName, ReceiverId, ReceiverName, ServiceId, ServiceKey};
 pub use scale::{
-    History, Intent, OnResolved, ScaleAction, ScaleDecision, ScaleOptions, ScaleServiceConfig, SkipReason,
+    AtBound, History, Intent, OnResolved, ScaleAction, ScaleDecision, ScaleOptions, ScaleServiceConfig, SkipReason,
 };
 
 /// A rule broken by a caller's input, naming the offending field.
@@ -46,6 +46,9 @@ pub enum Driver {
 
 impl Driver {
     pub const ALL: [Driver; 1] = [Driver::ScaleService];
+    /// Rancher's other drivers: their schemas are served (Rancher's UI reads them), but a
+    /// receiver cannot use them yet.
+    pub const NOT_YET: [&'static str; 3] = ["serviceUpgrade", "scaleHost", "forwardPost"];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -114,17 +117,21 @@ pub enum Outcome {
     Scaled,
     Unchanged,
     Skipped,
+    /// A step the receiver's rules refuse (`atBound: refuse` at a bound): answered 400.
+    Refused,
     Failed,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [Outcome::Scaled, Outcome::Unchanged, Outcome::Skipped, Outcome::Failed];
+    pub const ALL: [Outcome; 5] =
+        [Outcome::Scaled, Outcome::Unchanged, Outcome::Skipped, Outcome::Refused, Outcome::Failed];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Scaled => "scaled",
             Outcome::Unchanged => "unchanged",
             Outcome::Skipped => "skipped",
+            Outcome::Refused => "refused",
             Outcome::Failed => "failed",
         }
     }
@@ -163,7 +170,7 @@ impl Execution {
     /// A decision counts for dedup and cooldown: it scaled or found the bound, for real.
     /// Dry runs, skips and failures do not.
     pub fn is_decision(&self) -> bool {
-        matches!(self.outcome, Outcome::Scaled | Outcome::Unchanged) && !self.dry_run
+        matches!(self.outcome, Outcome::Scaled | Outcome::Unchanged | Outcome::Refused) && !self.dry_run
     }
 }
 

@@ -36,7 +36,7 @@ impl ScaleAction {
             "down" => Ok(ScaleAction::Down),
             other => Err(ValidationError::new(
                 "scaleServiceConfig.action",
-                format!("action must be \"up\" or \"down\", not {other:?}"),
+                format!("Invalid action {other}; action is \"up\" or \"down\""),
             )),
         }
     }
@@ -78,6 +78,36 @@ impl OnResolved {
     }
 }
 
+/// What a step that would pass `min` or `max` does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AtBound {
+    /// Stop at the bound; already there: unchanged (an autoscaler reaches bounds as a matter of course).
+    #[default]
+    Clamp,
+    /// Rancher's behaviour: refuse the whole step with 400 and leave the scale as it is.
+    Refuse,
+}
+
+impl AtBound {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AtBound::Clamp => "clamp",
+            AtBound::Refuse => "refuse",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        match s {
+            "clamp" => Ok(AtBound::Clamp),
+            "refuse" => Ok(AtBound::Refuse),
+            other => Err(ValidationError::new(
+                "scaleServiceConfig.atBound",
+                format!("atBound must be \"clamp\" or \"refuse\", not {other:?}"),
+            )),
+        }
+    }
+}
+
 /// Cooldowns an Alertmanager notification gets when the receiver sets none: 0 s up, 300 s
 /// down (like Kubernetes' scale-down stabilization window).
 pub const ALERT_COOLDOWN_UP: u32 = 0;
@@ -86,6 +116,7 @@ pub const ALERT_COOLDOWN_DOWN: u32 = 300;
 /// The safety options of a scaleService receiver; the defaults are the safe ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScaleOptions {
+    pub at_bound: AtBound,
     pub on_resolved: OnResolved,
     /// Seconds after the service's last change (by any receiver) before this receiver
     /// scales it up. `None`: [`ALERT_COOLDOWN_UP`] for notifications, none for plain POSTs.
@@ -101,7 +132,13 @@ pub struct ScaleOptions {
 
 impl Default for ScaleOptions {
     fn default() -> Self {
-        Self { on_resolved: OnResolved::Ignore, cooldown_up: None, cooldown_down: None, dedup: 600 }
+        Self {
+            at_bound: AtBound::Clamp,
+            on_resolved: OnResolved::Ignore,
+            cooldown_up: None,
+            cooldown_down: None,
+            dedup: 600,
+        }
     }
 }
 
@@ -163,17 +200,30 @@ impl ScaleServiceConfig {
         min: u32,
         max: u32,
     ) -> Result<Self, ValidationError> {
+        // Rancher's sentences first, then why.
         if amount < 1 {
-            return Err(ValidationError::new("scaleServiceConfig.amount", "amount must be at least 1"));
+            return Err(ValidationError::new(
+                "scaleServiceConfig.amount",
+                format!("Invalid amount: {amount}; amount is a whole number, at least 1"),
+            ));
         }
         // Scale 0 is refused so that a hook fired too often can't take a service away.
         if min < 1 {
-            return Err(ValidationError::new("scaleServiceConfig.min", "min must be at least 1"));
+            return Err(ValidationError::new(
+                "scaleServiceConfig.min",
+                format!("Minimum scale not provided/invalid: min is a whole number, at least 1 (got {min})"),
+            ));
+        }
+        if max < 1 {
+            return Err(ValidationError::new(
+                "scaleServiceConfig.max",
+                format!("Maximum scale not provided/invalid: max is a whole number, at least 1 (got {max})"),
+            ));
         }
         if max <= min {
             return Err(ValidationError::new(
                 "scaleServiceConfig.max",
-                format!("max ({max}) must be greater than min ({min})"),
+                format!("Max must be greater than min: max ({max}) must be greater than min ({min})"),
             ));
         }
         if max > MAX_SCALE {
@@ -289,8 +339,28 @@ impl ScaleServiceConfig {
     }
 
     /// The step in `direction` from the desired scale `current`, clamped to [min, max].
-    /// Reaching a bound is normal for an autoscaler, so it is `Unchanged`, not an error.
+    /// Reaching a bound is normal for an autoscaler, so it is `Unchanged`, not an error,
+    /// unless the receiver asks for Rancher's refusal (`atBound: refuse`).
     pub fn decide(&self, direction: ScaleAction, current: u32) -> ScaleDecision {
+        if self.options.at_bound == AtBound::Refuse {
+            let refused = match direction {
+                ScaleAction::Up if current.saturating_add(self.amount) > self.max => {
+                    Some(("Cannot scale above provided max scale value", "max", self.max))
+                }
+                ScaleAction::Down if current.saturating_sub(self.amount) < self.min => {
+                    Some(("Cannot scale below provided min scale value", "min", self.min))
+                }
+                _ => None,
+            };
+            if let Some((reason, bound, value)) = refused {
+                let detail = format!(
+                    "{} by {} from {current} would pass {bound} {value}; this receiver refuses such steps (atBound: refuse)",
+                    direction.as_str(),
+                    self.amount
+                );
+                return ScaleDecision::Refused { at: current, reason: reason.into(), detail };
+            }
+        }
         let (target, bound_reason) = match direction {
             ScaleAction::Up => {
                 if current >= self.max {
@@ -328,8 +398,21 @@ impl ScaleServiceConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScaleDecision {
-    Scale { from: u32, to: u32, reason: String },
-    Unchanged { at: u32, reason: String },
+    Scale {
+        from: u32,
+        to: u32,
+        reason: String,
+    },
+    Unchanged {
+        at: u32,
+        reason: String,
+    },
+    /// The step would pass a bound and the receiver refuses such steps.
+    Refused {
+        at: u32,
+        reason: String,
+        detail: String,
+    },
 }
 
 #[cfg(test)]
@@ -347,8 +430,26 @@ mod tests {
     fn target(decision: ScaleDecision) -> Option<u32> {
         match decision {
             ScaleDecision::Scale { to, .. } => Some(to),
-            ScaleDecision::Unchanged { .. } => None,
+            ScaleDecision::Unchanged { .. } | ScaleDecision::Refused { .. } => None,
         }
+    }
+
+    #[test]
+    fn refuse_at_bound_refuses_whole_steps_that_would_pass_a_bound() {
+        let refusing = |action, amount, min, max| {
+            let options = ScaleOptions { at_bound: AtBound::Refuse, ..ScaleOptions::default() };
+            config(action, amount, min, max).with_options(options).unwrap()
+        };
+        let up = refusing(ScaleAction::Up, 3, 1, 4);
+        assert!(matches!(step(&up, 2), ScaleDecision::Refused { at: 2, ref reason, .. }
+            if reason == "Cannot scale above provided max scale value"));
+        assert_eq!(target(step(&up, 1)), Some(4), "a step that lands on the bound is taken");
+        let down = refusing(ScaleAction::Down, 3, 2, 4);
+        assert!(matches!(step(&down, 4), ScaleDecision::Refused { at: 4, .. }));
+        assert!(matches!(step(&down, 1), ScaleDecision::Refused { at: 1, .. }), "no underflow below zero");
+        assert_eq!(target(step(&down, 5)), Some(2));
+        assert_eq!(AtBound::parse("refuse").unwrap(), AtBound::Refuse);
+        assert!(AtBound::parse("Refuse").unwrap_err().message.contains("atBound"));
     }
 
     #[test]

@@ -94,9 +94,11 @@ impl From<StoreError> for ApiError {
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
         match e {
-            BackendError::ServiceNotFound(_) => {
-                ApiError::bad_request("unknown_service", e.to_string()).with_field("scaleServiceConfig.serviceId")
-            }
+            BackendError::ServiceNotFound(id) => ApiError::bad_request(
+                "unknown_service",
+                format!("Invalid service {id}: the project's backend has no such service (GET /v1-webhooks/services lists them)"),
+            )
+            .with_field("scaleServiceConfig.serviceId"),
             BackendError::Refused(message) => ApiError::bad_request("service_not_scalable", message),
             BackendError::Conflict => ApiError::unavailable("backend_conflict", e.to_string(), 1),
             BackendError::Unavailable(message) => ApiError::unavailable("backend_unavailable", message, 10),
@@ -132,11 +134,12 @@ impl From<EngineError> for ApiError {
 /// The error body, serialized straight from borrowed fields (no intermediate JSON tree).
 #[derive(serde::Serialize)]
 struct ErrorBody<'a> {
+    // First, as in Rancher's errors: the member every client reads.
+    message: &'a str,
     #[serde(rename = "type")]
     kind: &'static str,
     status: u16,
     code: &'a str,
-    message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
     #[serde(flatten)]
@@ -147,10 +150,10 @@ impl ApiError {
     /// The JSON body this error answers with.
     pub fn body(&self) -> Vec<u8> {
         let body = ErrorBody {
+            message: &self.message,
             kind: "error",
             status: self.status.as_u16(),
             code: self.code,
-            message: &self.message,
             field: self.field.as_deref(),
             extra: &self.extra,
         };

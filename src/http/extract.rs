@@ -94,6 +94,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("missing_body", "a JSON body is required"));
     }
+    // serde reads a struct from an array too (by position); every body here is an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::bad_request("invalid_body", "the body must be an object, not an array"));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -102,10 +106,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {inner}"))
             }
-            _ if path == "." => {
-                ApiError::bad_request("invalid_body", format!("the body does not have the expected shape: {inner}"))
-            }
-            _ => ApiError::bad_request("invalid_body", format!("{path}: {inner}")).with_field(path),
+            _ if path == "." => ApiError::bad_request("invalid_body", humanize("the body", &inner)),
+            _ => ApiError::bad_request("invalid_body", humanize(&path, &inner)).with_field(path),
         }
     })?;
     // One JSON value, and nothing after it but whitespace.
@@ -113,6 +115,41 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ApiError::bad_request("invalid_json", "the body holds more than one JSON value (data after the first)")
     })?;
     Ok(value)
+}
+
+/// A sentence for a body of the wrong shape, in place of serde's wording ("expected u32 at
+/// line 1 column 108"), which names Rust types and positions people don't care about.
+fn humanize(path: &str, error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let text = text.rsplit_once(" at line ").map_or(text.as_str(), |(message, _)| message);
+    let quoted = |s: &str| s.split('`').nth(1).map(str::to_owned);
+    if text.starts_with("unknown field") {
+        return format!("unknown field {path}: hookd does not know this field");
+    }
+    if let Some(field) = text.strip_prefix("missing field").and_then(quoted) {
+        return format!("{field} is required (in {path})");
+    }
+    let Some((got, expected)) = text
+        .strip_prefix("invalid type: ")
+        .or_else(|| text.strip_prefix("invalid value: "))
+        .and_then(|rest| rest.split_once(", expected "))
+    else {
+        return format!("{path} has a value hookd cannot read");
+    };
+    let expected = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_owned(),
+        "a sequence" => "an array".to_owned(),
+        e if e == "a map" || e.starts_with("struct ") => "an object".to_owned(),
+        e if e.starts_with("a ") || e.starts_with("an ") => e.to_owned(),
+        e => format!("a {e}"),
+    };
+    let got = match got {
+        "map" => "an object".to_owned(),
+        "sequence" => "an array".to_owned(),
+        g => quoted(g).unwrap_or_else(|| g.to_owned()),
+    };
+    format!("{path} must be {expected}, not {got}")
 }
 
 /// Query parameters, with a clear 400 when they don't parse.
@@ -132,15 +169,32 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
+/// An API token sent as HTTP basic credentials, as Rancher's clients did (`curl -u
+/// access:secret`): the password is the token; with no password, the user name is.
+pub fn basic_token(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let credentials = String::from_utf8(decoded).ok()?;
+    let (user, password) = credentials.split_once(':').unwrap_or((&credentials, ""));
+    let token = if password.is_empty() { user } else { password };
+    (!token.is_empty()).then(|| token.to_owned())
+}
+
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
-    /// A bearer API token, or the web UI's session cookie (with its CSRF header on any
+    /// A bearer (or basic) API token, or the web UI's session cookie (with its CSRF header on any
     /// request that changes something).
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
         let peer = client_address(parts);
         state.failed_auth.check(peer, state.limits.failed_auth_per_minute).map_err(too_many_failures)?;
-        if let Some(token) = bearer_token(&parts.headers) {
+        let basic = basic_token(&parts.headers);
+        if let Some(token) = bearer_token(&parts.headers).or(basic.as_deref()) {
             let found = state.store.api_token_by_hash(&hash_token(token)).await?;
             return found.map(|token| Caller { token }).ok_or_else(|| {
                 state.failed_auth.failed(peer);
@@ -167,6 +221,30 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             }
         }
         Ok(Caller { token: session.token })
+    }
+}
+
+#[cfg(test)]
+mod sentences {
+    use super::*;
+    use crate::http::wire::ReceiverIn;
+
+    fn message(body: &str) -> String {
+        parse_json::<ReceiverIn>(body.as_bytes()).unwrap_err().message.into_owned()
+    }
+
+    /// Issue 11: no serde wording ("expected u32 at line 1 column 108") reaches people.
+    #[test]
+    fn shape_errors_are_sentences() {
+        assert_eq!(message(r#"{"name": 5}"#), "name must be a string, not 5");
+        assert_eq!(message(r#"{"enabled": "yes"}"#), "enabled must be a boolean, not string \"yes\"");
+        assert_eq!(message(r#"{"bogus": 1}"#), "unknown field bogus: hookd does not know this field");
+        assert_eq!(
+            message(r#"{"scaleServiceConfig": {"serviceId": ["web"]}}"#),
+            "scaleServiceConfig.serviceId must be a string, not an array"
+        );
+        assert_eq!(message(r#"{"scaleServiceConfig": 3}"#), "scaleServiceConfig must be an object, not 3");
+        assert_eq!(message("[1]"), "the body must be an object, not an array");
     }
 }
 

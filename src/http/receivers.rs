@@ -25,12 +25,15 @@ use crate::{
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
+/// The page size of `limit=-1` ("all", which the Rancher UI always asks for); a longer
+/// list still has a `next` link, which the UI follows.
+const ALL_LIMIT: u32 = 10_000;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ListQuery {
     project_id: Option<String>,
-    limit: Option<u32>,
+    limit: Option<i64>,
     marker: Option<String>,
 }
 
@@ -45,10 +48,14 @@ struct ActionQuery {
     action: Option<String>,
 }
 
-fn limit(requested: Option<u32>) -> Result<u32, ApiError> {
-    match requested.unwrap_or(DEFAULT_LIMIT) {
-        0 => Err(ApiError::bad_request("invalid_query", "limit must be at least 1")),
-        n => Ok(n.min(MAX_LIMIT)),
+fn limit(requested: Option<i64>) -> Result<u32, ApiError> {
+    match requested {
+        None => Ok(DEFAULT_LIMIT),
+        Some(-1) => Ok(ALL_LIMIT),
+        Some(n) if n >= 1 => Ok(u32::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT)),
+        Some(n) => {
+            Err(ApiError::bad_request("invalid_query", format!("limit must be at least 1, or -1 for all (got {n})")))
+        }
     }
 }
 
@@ -113,8 +120,10 @@ async fn driver_config(backend: &dyn Backend, driver: Driver, body: &mut Receive
 fn parse_driver(name: &str) -> Result<Driver, ApiError> {
     Driver::parse(name).ok_or_else(|| {
         let known: Vec<&str> = Driver::ALL.iter().map(|d| d.as_str()).collect();
-        ApiError::bad_request("unknown_driver", format!("unknown driver {name:?}; known drivers: {}", known.join(", ")))
-            .with_field("driver")
+        let why =
+            if Driver::NOT_YET.contains(&name) { "is not available in this hookd yet" } else { "is not a driver" };
+        let message = format!("Invalid driver {name}: {name:?} {why}; available drivers: {}", known.join(", "));
+        ApiError::bad_request("unknown_driver", message).with_field("driver")
     })
 }
 
@@ -137,8 +146,9 @@ pub async fn list(
     let receivers = state.store.list_receivers(&project, limit, after).await?;
     let base = state.base_url(&headers);
     let self_link = format!("{base}/v1-webhooks/receivers?projectId={project}");
+    let limit_text = if query.limit == Some(-1) { "-1".to_owned() } else { limit.to_string() };
     let next = (receivers.len() == limit as usize)
-        .then(|| receivers.last().map(|r| format!("{self_link}&limit={limit}&marker={}", r.id)))
+        .then(|| receivers.last().map(|r| format!("{self_link}&limit={limit_text}&marker={}", r.id)))
         .flatten();
     let data = receivers.iter().map(|r| render(&state, &caller, &base, r)).collect();
     Ok(Json(collection("receiver", self_link, data, limit, next)))
@@ -182,7 +192,8 @@ pub async fn create(
     tracing::info!(receiver = %receiver.id, project = %receiver.project, "created receiver");
     let base = state.base_url(&headers);
     let location = format!("{base}/v1-webhooks/receivers/{}", receiver.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(render(&state, &caller, &base, &receiver)))
+    // 200, not 201: Rancher answered 200, and its tests and users' scripts check for it.
+    Ok((StatusCode::OK, [(header::LOCATION, location)], Json(render(&state, &caller, &base, &receiver)))
         .into_response())
 }
 

@@ -25,15 +25,26 @@ fn schemas(base: &str) -> Vec<Value> {
     let drivers: Vec<&str> = Driver::ALL.iter().map(|d| d.as_str()).collect();
     let outcomes: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
     let schema = |id: &str, collection_methods: Value, resource_methods: Value, fields: Value| {
+        let mut links = json!({ "self": format!("{base}/v1-webhooks/schemas/{id}") });
+        // Rancher's UI builds a type's URLs from its schema's collection link.
+        let collection = match id {
+            "receiver" => Some("receivers"),
+            "service" => Some("services"),
+            _ => None,
+        };
+        if let Some(path) = collection {
+            links["collection"] = json!(format!("{base}/v1-webhooks/{path}"));
+        }
         json!({
             "id": id,
             "type": "schema",
-            "links": { "self": format!("{base}/v1-webhooks/schemas/{id}") },
+            "links": links,
             "collectionMethods": collection_methods,
             "resourceMethods": resource_methods,
             "resourceFields": fields,
         })
     };
+    let not_yet = "Not available in this hookd yet: served because Rancher's UI reads this schema";
     let mut receiver = schema(
         "receiver",
         json!(["GET", "POST"]),
@@ -50,6 +61,9 @@ fn schemas(base: &str) -> Vec<Value> {
             "created": { "type": "date" },
             "updated": { "type": "date" },
             "scaleServiceConfig": { "type": "scaleService", "create": true, "update": true },
+            "serviceUpgradeConfig": { "type": "serviceUpgrade", "create": false, "update": false, "description": not_yet },
+            "scaleHostConfig": { "type": "scaleHost", "create": false, "update": false, "description": not_yet },
+            "forwardPostConfig": { "type": "forwardPost", "create": false, "update": false, "description": not_yet },
         }),
     );
     receiver["resourceActions"] = json!({ "enable": {}, "disable": {}, "regenerateUrl": {} });
@@ -67,6 +81,8 @@ fn schemas(base: &str) -> Vec<Value> {
                 "min": { "type": "int", "default": DEFAULT_MIN, "min": 1, "create": true, "update": true },
                 "max": { "type": "int", "default": DEFAULT_MAX, "min": 2, "max": MAX_SCALE, "create": true, "update": true,
                          "description": "Must be greater than min" },
+                "atBound": { "type": "enum", "options": ["clamp", "refuse"], "default": "clamp", "create": true, "update": true,
+                             "description": "A step past min or max: stop at the bound (clamp), or refuse it with 400 and change nothing, as Rancher did (refuse)" },
                 "onResolved": { "type": "enum", "options": ["ignore", "reverse"], "default": "ignore", "create": true, "update": true,
                                 "description": "What a resolved Alertmanager notification does: nothing, or undo one step" },
                 "cooldownUpSeconds": { "type": "int", "default": null, "nullable": true, "min": 0, "max": MAX_WINDOW_SECONDS,
@@ -78,6 +94,46 @@ fn schemas(base: &str) -> Vec<Value> {
                 "dedupSeconds": { "type": "int", "default": defaults.dedup, "min": 0, "max": MAX_WINDOW_SECONDS,
                                   "create": true, "update": true,
                                   "description": "A notification already acted on within this window is skipped as a duplicate" },
+            }),
+        ),
+        // Rancher's other drivers, with Rancher's fields and defaults, for its UI.
+        schema(
+            "serviceUpgrade",
+            json!([]),
+            json!([]),
+            json!({
+                "serviceSelector": { "type": "map[string]", "create": false, "description": not_yet },
+                "tag": { "type": "string", "create": false },
+                "payloadFormat": { "type": "enum", "options": ["dockerhub", "alicloud", "azure"], "default": "dockerhub", "create": false },
+                "addressType": { "type": "enum", "options": ["registry", "registry-internal", "registry-vpc"], "default": "registry", "create": false },
+                "batchSize": { "type": "int", "default": 1, "min": 1, "create": false },
+                "intervalMillis": { "type": "int", "default": 2, "min": 1, "create": false,
+                                    "description": "Seconds between batches, despite its name (Rancher's meaning)" },
+                "startFirst": { "type": "boolean", "default": false, "create": false },
+            }),
+        ),
+        schema(
+            "scaleHost",
+            json!([]),
+            json!([]),
+            json!({
+                "hostSelector": { "type": "map[string]", "create": false, "description": not_yet },
+                "action": { "type": "enum", "options": ["up", "down"], "create": false },
+                "amount": { "type": "int", "default": 1, "min": 1, "create": false },
+                "min": { "type": "int", "default": 1, "min": 1, "create": false },
+                "max": { "type": "int", "default": 100, "min": 1, "create": false },
+                "deleteOption": { "type": "enum", "options": ["mostRecent", "leastRecent"], "create": false },
+            }),
+        ),
+        schema(
+            "forwardPost",
+            json!([]),
+            json!([]),
+            json!({
+                "projectId": { "type": "string", "create": false, "description": not_yet },
+                "serviceName": { "type": "string", "create": false },
+                "port": { "type": "string", "create": false },
+                "path": { "type": "string", "create": false },
             }),
         ),
         schema(

@@ -35,6 +35,8 @@ use crate::{
 struct TriggerQuery<'a> {
     token: Option<Cow<'a, str>>,
     dry_run: Option<Cow<'a, str>>,
+    /// Rancher's URLs carried it; when given, it must name the token's project.
+    project_id: Option<Cow<'a, str>>,
 }
 
 impl<'a> TriggerQuery<'a> {
@@ -42,8 +44,10 @@ impl<'a> TriggerQuery<'a> {
         let mut parsed = Self::default();
         for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match key.as_ref() {
-                "token" => parsed.token = Some(value),
+                // Rancher 1.6 called it `key`.
+                "token" | "key" => parsed.token = Some(value),
                 "dryRun" => parsed.dry_run = Some(value),
+                "projectId" => parsed.project_id = Some(value),
                 _ => {}
             }
         }
@@ -130,7 +134,10 @@ fn verify(state: &AppState, req: &Request) -> Result<TriggerClaims, Refusal> {
 fn invalid_token() -> Response {
     static ANSWER: std::sync::OnceLock<(StatusCode, axum::body::Bytes)> = std::sync::OnceLock::new();
     let (status, body) = ANSWER.get_or_init(|| {
-        let error = ApiError::forbidden("invalid_token", "the trigger token is not valid");
+        let error = ApiError::forbidden(
+            "invalid_token",
+            "the trigger token is not valid: it was altered, revoked with its signing key, or never issued here",
+        );
         (error.status, error.body().into())
     });
     (*status, [(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
@@ -194,13 +201,20 @@ pub async fn trigger(
     let query = TriggerQuery::parse(q.as_deref());
     let (parts, body) = request.into_parts();
     let dry_run = dry_run(query.dry_run.as_deref()).map_err(|e| reject(&state, e))?;
+    if let Some(project) = query.project_id.as_deref().filter(|p| *p != claims.project.as_str()) {
+        let message = format!("Invalid projectId {project:?}: this trigger URL belongs to another project");
+        return Err(reject(&state, ApiError::bad_request("invalid_project", message)));
+    }
     let body = read_body(body, state.max_body_bytes, body_timeout(&state)).await.map_err(|e| reject(&state, e))?;
     let payload = payload::parse(&body, claims_json(&parts.headers))
         .map_err(|e| reject(&state, ApiError::bad_request("invalid_payload", e.to_string())))?;
     let revoked = || {
         reject(
             &state,
-            ApiError::forbidden("receiver_revoked", "this trigger URL has been revoked or its receiver deleted"),
+            ApiError::forbidden(
+                "receiver_revoked",
+                "Requested webhook has been revoked: its receiver was deleted or its URL regenerated",
+            ),
         )
     };
     let receiver = state.store.receiver(claims.receiver).await?.ok_or_else(revoked)?;
@@ -216,14 +230,24 @@ pub async fn trigger(
         .await
         .map_err(ApiError::internal)??;
     let answer = TriggerOut::from(&report.execution);
-    if report.execution.outcome != Outcome::Failed {
-        return Ok(Json(answer).into_response());
-    }
-    let message = format!("the action could not be done: {}", report.execution.reason);
-    let mut error = if report.retry {
-        ApiError::unavailable("backend_unavailable", message, 10)
-    } else {
-        ApiError::new(StatusCode::CONFLICT, "action_failed", message)
+    let execution = &report.execution;
+    let mut error = match execution.outcome {
+        Outcome::Failed if report.retry => ApiError::unavailable(
+            "backend_unavailable",
+            format!("the action could not be done: {}", execution.reason),
+            10,
+        ),
+        Outcome::Failed => ApiError::new(
+            StatusCode::CONFLICT,
+            "action_failed",
+            format!("the action could not be done: {}", execution.reason),
+        ),
+        // Rancher's answer, word for word: its clients match on it.
+        Outcome::Refused => ApiError::bad_request(
+            "at_bound",
+            format!("Error {} in executing driver for {}", execution.reason, claims.driver.as_str()),
+        ),
+        Outcome::Scaled | Outcome::Unchanged | Outcome::Skipped => return Ok(Json(answer).into_response()),
     };
     if let serde_json::Value::Object(fields) = serde_json::to_value(&answer).expect("serializable") {
         error.extra = fields;

@@ -9,8 +9,8 @@ use super::error::ApiError;
 use crate::{
     backend::ServiceInfo,
     domain::{
-        AlertRef, DriverConfig, Execution, Millis, OnResolved, Receiver, ScaleAction, ScaleOptions, ScaleServiceConfig,
-        ServiceId,
+        AlertRef, AtBound, DriverConfig, Execution, Millis, OnResolved, Receiver, ScaleAction, ScaleOptions,
+        ScaleServiceConfig, ServiceId,
     },
 };
 
@@ -52,9 +52,11 @@ pub struct ReceiverIn {
 pub struct ScaleServiceConfigIn {
     pub service_id: Option<String>,
     pub action: Option<String>,
-    pub amount: Option<u32>,
-    pub min: Option<u32>,
-    pub max: Option<u32>,
+    // Numbers arrive as any JSON value so that `-1` or `1.5` get Rancher's sentences.
+    pub amount: Option<Value>,
+    pub min: Option<Value>,
+    pub max: Option<Value>,
+    pub at_bound: Option<String>,
     pub on_resolved: Option<String>,
     pub cooldown_up_seconds: Option<u32>,
     pub cooldown_down_seconds: Option<u32>,
@@ -63,8 +65,40 @@ pub struct ScaleServiceConfigIn {
     pub kind: Option<IgnoredAny>,
 }
 
+/// A whole number, `default` when absent or null; a negative, fractional or non-number
+/// value is `invalid`, given the value as sent.
+fn count(value: Option<&Value>, default: u32, invalid: impl Fn(&str) -> ApiError) -> Result<u32, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Number(n)) => {
+            n.as_u64().map(|n| u32::try_from(n).unwrap_or(u32::MAX)).ok_or_else(|| invalid(&n.to_string()))
+        }
+        Some(other) => Err(invalid(&other.to_string())),
+    }
+}
+
 impl ScaleServiceConfigIn {
     pub fn into_domain(self) -> Result<ScaleServiceConfig, ApiError> {
+        // Rancher's sentences first, then why. Not a whole number at all: `invalid_body`, the
+        // code of every value of the wrong type; 0 is `invalid_value`, from the domain.
+        let amount = count(self.amount.as_ref(), DEFAULT_AMOUNT, |raw| {
+            ApiError::bad_request(
+                "invalid_body",
+                format!("Invalid amount: {raw}; amount is a whole number, at least 1"),
+            )
+            .with_field("scaleServiceConfig.amount")
+        })?;
+        let bound = |value: Option<&Value>, default: u32, which: &str, field: &str| {
+            count(value, default, |raw| {
+                ApiError::bad_request(
+                    "invalid_body",
+                    format!("{which} scale not provided/invalid: {field} is a whole number, at least 1 (got {raw})"),
+                )
+                .with_field(format!("scaleServiceConfig.{field}"))
+            })
+        };
+        let min = bound(self.min.as_ref(), DEFAULT_MIN, "Minimum", "min")?;
+        let max = bound(self.max.as_ref(), DEFAULT_MAX, "Maximum", "max")?;
         let service = self.service_id.ok_or_else(|| {
             ApiError::bad_request("missing_field", "scaleServiceConfig.serviceId is required")
                 .with_field("scaleServiceConfig.serviceId")
@@ -79,19 +113,13 @@ impl ScaleServiceConfigIn {
         })?;
         let defaults = ScaleOptions::default();
         let options = ScaleOptions {
+            at_bound: self.at_bound.as_deref().map(AtBound::parse).transpose()?.unwrap_or_default(),
             on_resolved: self.on_resolved.as_deref().map(OnResolved::parse).transpose()?.unwrap_or_default(),
             cooldown_up: self.cooldown_up_seconds,
             cooldown_down: self.cooldown_down_seconds,
             dedup: self.dedup_seconds.unwrap_or(defaults.dedup),
         };
-        Ok(ScaleServiceConfig::new(
-            service,
-            ScaleAction::parse(&action)?,
-            self.amount.unwrap_or(DEFAULT_AMOUNT),
-            self.min.unwrap_or(DEFAULT_MIN),
-            self.max.unwrap_or(DEFAULT_MAX),
-        )?
-        .with_options(options)?)
+        Ok(ScaleServiceConfig::new(service, ScaleAction::parse(&action)?, amount, min, max)?.with_options(options)?)
     }
 }
 
@@ -101,7 +129,10 @@ pub fn rfc3339(ms: Millis) -> String {
 
 /// A receiver resource, as Rancher's webhook-service shaped it, plus hookd's additions.
 pub fn receiver_out(r: &Receiver, base: &str, url: Option<String>) -> Value {
-    let self_link = format!("{base}/v1-webhooks/receivers/{}", r.id);
+    let path = format!("{base}/v1-webhooks/receivers/{}", r.id);
+    // Rancher's links name the project: its clients and UI build further URLs from them.
+    let project = r.project.as_str();
+    let self_link = format!("{path}?projectId={project}");
     let toggle = if r.enabled { "disable" } else { "enable" };
     let mut out = serde_json::json!({
         "id": r.id.to_string(),
@@ -117,12 +148,12 @@ pub fn receiver_out(r: &Receiver, base: &str, url: Option<String>) -> Value {
         "updated": rfc3339(r.updated),
         "links": {
             "self": self_link,
-            "executions": format!("{self_link}/executions"),
-            "alertmanagerConfig": format!("{self_link}/alertmanager-config"),
+            "executions": format!("{path}/executions?projectId={project}"),
+            "alertmanagerConfig": format!("{path}/alertmanager-config?projectId={project}"),
         },
         "actions": {
-            toggle: format!("{self_link}?action={toggle}"),
-            "regenerateUrl": format!("{self_link}?action=regenerateUrl"),
+            toggle: format!("{self_link}&action={toggle}"),
+            "regenerateUrl": format!("{self_link}&action=regenerateUrl"),
         },
     });
     let object = out.as_object_mut().expect("built as an object");
@@ -137,6 +168,7 @@ pub fn receiver_out(r: &Receiver, base: &str, url: Option<String>) -> Value {
                     "amount": c.amount,
                     "min": c.min,
                     "max": c.max,
+                    "atBound": c.options.at_bound.as_str(),
                     "onResolved": c.options.on_resolved.as_str(),
                     "cooldownUpSeconds": c.options.cooldown_up,
                     "cooldownDownSeconds": c.options.cooldown_down,

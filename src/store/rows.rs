@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::{ApiToken, Role, StoreError, StoreResult};
 use crate::domain::DedupKey;
 use crate::domain::{
-    AlertRef, AlertStatus, ApiTokenId, Driver, DriverConfig, Execution, ExecutionId, Millis, OnResolved, Outcome,
-    ProjectName, Receiver, ReceiverId, ReceiverName, ScaleAction, ScaleOptions, ScaleServiceConfig, ServiceId,
+    AlertRef, AlertStatus, ApiTokenId, AtBound, Driver, DriverConfig, Execution, ExecutionId, Millis, OnResolved,
+    Outcome, ProjectName, Receiver, ReceiverId, ReceiverName, ScaleAction, ScaleOptions, ScaleServiceConfig, ServiceId,
     ServiceKey,
 };
 
@@ -23,6 +23,9 @@ struct StoredScaleService {
     // Options came later: rows without them read as the defaults.
     #[serde(default)]
     on_resolved: Option<String>,
+    /// Absent in receivers stored before `atBound` existed: clamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at_bound: Option<String>,
     #[serde(default)]
     cooldown_up: Option<u32>,
     #[serde(default)]
@@ -75,6 +78,7 @@ pub fn config_to_json(config: &DriverConfig) -> String {
             amount: c.amount,
             min: c.min,
             max: c.max,
+            at_bound: Some(c.options.at_bound.as_str().to_owned()),
             on_resolved: Some(c.options.on_resolved.as_str().to_owned()),
             cooldown_up: c.options.cooldown_up,
             cooldown_down: c.options.cooldown_down,
@@ -96,6 +100,7 @@ pub fn config_from_json(driver: &str, json: &str) -> StoreResult<DriverConfig> {
             let action = ScaleAction::parse(&s.action).map_err(corrupt)?;
             let defaults = ScaleOptions::default();
             let options = ScaleOptions {
+                at_bound: s.at_bound.as_deref().map(AtBound::parse).transpose().map_err(corrupt)?.unwrap_or_default(),
                 on_resolved: s
                     .on_resolved
                     .as_deref()

@@ -15,6 +15,7 @@ mod faults;
 mod helpers;
 mod local_backend;
 mod ops;
+mod rancher_compat;
 mod receivers;
 mod store_contract;
 mod trigger;

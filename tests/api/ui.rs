@@ -247,7 +247,7 @@ async fn sessions_need_the_csrf_token_to_change_anything() {
         .send()
         .await
         .unwrap();
-    assert_eq!(real.status(), StatusCode::CREATED);
+    assert_eq!(real.status(), StatusCode::OK);
     let out = http.delete(format!("{}/ui/session", app.base)).header("cookie", &session_cookie).send().await.unwrap();
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
     let after =

@@ -130,7 +130,8 @@ impl Backend for DockerBackend {
         let info = self.service(id).await?;
         if info.kind == "swarm-global" {
             return Err(BackendError::Refused(format!(
-                "{id} is a global Swarm service (one task per node); only replicated services can be scaled"
+                "Cannot create webhook for global service {id}: a global Swarm service runs one task per node; \
+                 only replicated services can be scaled"
             )));
         }
         Ok(())

@@ -65,7 +65,8 @@ fn unique(e: rusqlite::Error, what: impl FnOnce() -> String) -> Failure {
 }
 
 fn name_taken(r: &Receiver) -> String {
-    format!("a receiver named {:?} already exists in project {}", r.name.as_str(), r.project)
+    // Rancher's sentence, then where.
+    format!("Cannot have duplicate webhook name, webhook {} already exists in project {}", r.name.as_str(), r.project)
 }
 
 pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
