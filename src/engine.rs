@@ -19,11 +19,16 @@ use std::{
 
 use async_trait::async_trait;
 
+mod jobs;
+mod upgrade;
+
+pub use self::jobs::JobRunner;
+
 use crate::{
     backend::{Backend, BackendError, Backends, Journal},
     domain::{
-        now_millis, DedupKey, DriverConfig, Execution, ExecutionId, History, Intent, Notification, Outcome, Receiver,
-        ScaleAction, ScaleDecision, ScaleServiceConfig, ServiceKey, SkipReason,
+        now_millis, DedupKey, DriverConfig, Effect, Execution, ExecutionId, History, Intent, Notification, Outcome,
+        Receiver, ScaleAction, ScaleDecision, ScaleServiceConfig, ServiceKey, SkipReason,
     },
     metrics::{BackendOpLabels, DriverLabels, Metrics, TriggerLabels},
     payload::TriggerPayload,
@@ -50,13 +55,14 @@ pub enum EngineError {
 }
 
 /// One async mutex per (backend, service); entries live as long as hookd (services are few).
+/// Scale triggers and upgrade jobs both take it, so they never collide on a service.
 #[derive(Default)]
-struct ServiceLocks {
+pub struct ServiceLocks {
     locks: Mutex<HashMap<ServiceKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ServiceLocks {
-    fn get(&self, service: &ServiceKey) -> Arc<tokio::sync::Mutex<()>> {
+    pub fn get(&self, service: &ServiceKey) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().expect("service lock table");
         if let Some(lock) = locks.get(service) {
             return lock.clone();
@@ -69,7 +75,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     backends: Arc<Backends>,
     metrics: Arc<Metrics>,
-    locks: ServiceLocks,
+    locks: Arc<ServiceLocks>,
+    jobs: Arc<JobRunner>,
     /// By backend, then operation.
     backend_metrics: HashMap<String, HashMap<&'static str, BackendOpMetrics>>,
 }
@@ -99,10 +106,10 @@ struct Draft<'a> {
 }
 
 impl Draft<'_> {
-    fn build(&self, outcome: Outcome, from: Option<u32>, to: Option<u32>, reason: String, detail: String) -> Execution {
+    fn build(&self, outcome: Outcome, effect: Effect, reason: String, detail: String) -> Execution {
         let alerts = match &self.request.payload {
             TriggerPayload::Alertmanager(n) => n.alerts.clone(),
-            TriggerPayload::Opaque => Vec::new(),
+            TriggerPayload::Opaque | TriggerPayload::Registry { .. } => Vec::new(),
         };
         Execution {
             id: self.id,
@@ -111,8 +118,7 @@ impl Draft<'_> {
             at: now_millis(),
             source: self.request.source.clone(),
             outcome,
-            from,
-            to,
+            effect,
             reason,
             detail,
             dry_run: self.request.dry_run,
@@ -122,7 +128,7 @@ impl Draft<'_> {
     }
 
     fn skip(&self, reason: SkipReason, detail: String) -> Execution {
-        self.build(Outcome::Skipped, None, None, reason.as_str().to_owned(), detail)
+        self.build(Outcome::Skipped, Effect::None, reason.as_str().to_owned(), detail)
     }
 }
 
@@ -160,7 +166,14 @@ impl Engine {
                     .insert(operation, (latency, errors));
             }
         }
-        Self { store, backends, metrics, locks: ServiceLocks::default(), backend_metrics }
+        let locks = Arc::new(ServiceLocks::default());
+        let jobs = Arc::new(JobRunner::new(store.clone(), backends.clone(), locks.clone()));
+        Self { store, backends, metrics, locks, jobs, backend_metrics }
+    }
+
+    /// Resumes the jobs a previous run left unfinished (a restart, a kill -9).
+    pub async fn resume_jobs(&self) -> Result<usize, StoreError> {
+        self.jobs.resume().await
     }
 
     /// Runs `receiver` once for `request` and records what happened.
@@ -173,6 +186,7 @@ impl Engine {
         } else {
             match &receiver.config {
                 DriverConfig::ScaleService(config) => self.scale_service(config, draft).await?,
+                DriverConfig::ServiceUpgrade(config) => self.service_upgrade(config, draft).await?,
             }
         };
         let e = &report.execution;
@@ -193,7 +207,7 @@ impl Engine {
         let receiver = draft.receiver;
         let notification: Option<&Notification> = match &draft.request.payload {
             TriggerPayload::Alertmanager(n) => Some(n),
-            TriggerPayload::Opaque => None,
+            TriggerPayload::Opaque | TriggerPayload::Registry { .. } => None,
         };
         let backend = self
             .backends
@@ -251,15 +265,17 @@ impl Engine {
             };
             let (from, to, reason) = match config.decide(direction, state.scale) {
                 ScaleDecision::Unchanged { at, reason } => {
-                    let unchanged = draft.build(Outcome::Unchanged, Some(at), Some(at), reason, String::new());
+                    let unchanged =
+                        draft.build(Outcome::Unchanged, Effect::Scale { from: at, to: at }, reason, String::new());
                     return self.settle(unchanged).await;
                 }
                 ScaleDecision::Refused { at, reason, detail } => {
-                    return self.settle(draft.build(Outcome::Refused, Some(at), Some(at), reason, detail)).await;
+                    let refused = draft.build(Outcome::Refused, Effect::Scale { from: at, to: at }, reason, detail);
+                    return self.settle(refused).await;
                 }
                 ScaleDecision::Scale { from, to, reason } => (from, to, reason),
             };
-            let scaled = draft.build(Outcome::Scaled, Some(from), Some(to), reason, String::new());
+            let scaled = draft.build(Outcome::Scaled, Effect::Scale { from, to }, reason, String::new());
             if draft.request.dry_run {
                 return self.settle(scaled).await;
             }
@@ -283,7 +299,7 @@ impl Engine {
     /// Records a backend failure; it replaces a recorded intent, which then no longer counts.
     async fn failed(&self, draft: &Draft<'_>, error: BackendError) -> Result<Report, EngineError> {
         let retry = matches!(error, BackendError::Unavailable(_) | BackendError::Conflict);
-        let execution = draft.build(Outcome::Failed, None, None, error.to_string(), String::new());
+        let execution = draft.build(Outcome::Failed, Effect::None, error.to_string(), String::new());
         if let Err(e) = self.store.record_execution(&execution, None).await {
             tracing::error!(execution = %execution.id, error = %e, "could not record a failed action; \
                 if its intent was recorded, the history shows a change that did not happen");

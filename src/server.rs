@@ -49,6 +49,10 @@ impl App {
         let metrics = Arc::new(Metrics::default());
         let backends = Arc::new(Backends::start(&config, store.clone(), &data_dir).await?);
         let engine = Engine::new(store.clone(), backends.clone(), metrics.clone());
+        let resumed = engine.resume_jobs().await?;
+        if resumed > 0 {
+            tracing::info!(jobs = resumed, "resumed unfinished jobs");
+        }
         let state = Arc::new(AppState {
             store,
             backends,

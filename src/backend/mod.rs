@@ -70,6 +70,28 @@ pub trait Journal: Send + Sync {
     async fn commit(&self, state: Option<StateWrite>) -> Result<(), BackendError>;
 }
 
+/// How to roll a service onto a new image: `batch_size` replicas at a time, `interval`
+/// between batches, and whether a new replica starts before an old one stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutPlan {
+    pub batch_size: u32,
+    pub interval: std::time::Duration,
+    pub start_first: bool,
+}
+
+/// Where a rollout stands: replicas on the new image out of all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RolloutProgress {
+    pub updated: u32,
+    pub total: u32,
+}
+
+/// Told of a rollout's progress as it goes (a job stores it).
+#[async_trait]
+pub trait RolloutObserver: Send + Sync {
+    async fn progress(&self, progress: RolloutProgress);
+}
+
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     fn name(&self) -> &str;
@@ -90,6 +112,25 @@ pub trait Backend: Send + Sync + 'static {
         scale: u32,
         journal: &dyn Journal,
     ) -> Result<(), BackendError>;
+    /// Whether [`Backend::upgrade`] works here; a serviceUpgrade receiver is refused at
+    /// creation on a backend without it.
+    fn can_upgrade(&self) -> bool {
+        false
+    }
+    /// Rolls every replica of `id` onto `image` (a reference the backend can run, such as
+    /// `registry:5000/team/app:v2`), in batches per `plan`, and returns once all run it.
+    /// Idempotent: replicas already on `image` are left alone, so a job resumed after a
+    /// restart calls it again. A failed rollout is `Refused` with the engine's reason.
+    async fn upgrade(
+        &self,
+        id: &ServiceId,
+        image: &str,
+        plan: RolloutPlan,
+        observer: &dyn RolloutObserver,
+    ) -> Result<(), BackendError> {
+        let _ = (image, plan, observer);
+        Err(BackendError::Refused(format!("the {} backend cannot upgrade {id}", self.kind())))
+    }
     /// Stops whatever the backend runs in-process (the local supervisor's children).
     async fn shutdown(&self);
 }
@@ -136,6 +177,10 @@ impl Backends {
 
     pub fn for_project(&self, project: &ProjectName) -> Option<&Arc<dyn Backend>> {
         self.by_project.get(project)
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Arc<dyn Backend>> {
+        self.all.iter().find(|b| b.name() == name)
     }
 
     pub fn projects(&self) -> impl Iterator<Item = (&ProjectName, &Arc<dyn Backend>)> {

@@ -43,6 +43,7 @@ macro_rules! uuid_id {
 uuid_id!(ReceiverId, "a receiver");
 uuid_id!(ExecutionId, "an execution");
 uuid_id!(ApiTokenId, "an API token");
+uuid_id!(JobId, "a job");
 
 /// Checks a user-supplied name: not blank, bounded, and free of control characters,
 /// so it can be shown in logs, tables and the UI without surprises.

@@ -6,16 +6,21 @@
 mod alert;
 mod dedup;
 mod ids;
+pub mod image;
+pub mod job;
 pub mod scale;
+pub mod upgrade;
 
 use std::fmt;
 
 pub use alert::{AlertRef, AlertStatus, Notification};
 pub use dedup::{Decided, Dedup, DedupKey, DedupKind, IDEMPOTENCY_WINDOW_SECONDS};
-pub use ids::{ApiTokenId, ExecutionId, ProjectName, ReceiverId, ReceiverName, ServiceId, ServiceKey};
+pub use ids::{ApiTokenId, ExecutionId, JobId, ProjectName, ReceiverId, ReceiverName, ServiceId, ServiceKey};
+pub use job::{Job, JobState, JobStep, Rollout, StepState};
 pub use scale::{
     AtBound, History, Intent, OnResolved, ScaleAction, ScaleDecision, ScaleOptions, ScaleServiceConfig, SkipReason,
 };
+pub use upgrade::{ServiceUpgradeConfig, TagPolicy};
 
 /// A rule broken by a caller's input, naming the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,17 +47,19 @@ pub fn now_millis() -> Millis {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Driver {
     ScaleService,
+    ServiceUpgrade,
 }
 
 impl Driver {
-    pub const ALL: [Driver; 1] = [Driver::ScaleService];
+    pub const ALL: [Driver; 2] = [Driver::ScaleService, Driver::ServiceUpgrade];
     /// Rancher's other drivers: their schemas are served (Rancher's UI reads them), but a
     /// receiver cannot use them yet.
-    pub const NOT_YET: [&'static str; 3] = ["serviceUpgrade", "scaleHost", "forwardPost"];
+    pub const NOT_YET: [&'static str; 2] = ["scaleHost", "forwardPost"];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Driver::ScaleService => "scaleService",
+            Driver::ServiceUpgrade => "serviceUpgrade",
         }
     }
 
@@ -71,12 +78,14 @@ impl fmt::Display for Driver {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DriverConfig {
     ScaleService(ScaleServiceConfig),
+    ServiceUpgrade(ServiceUpgradeConfig),
 }
 
 impl DriverConfig {
     pub fn driver(&self) -> Driver {
         match self {
             DriverConfig::ScaleService(_) => Driver::ScaleService,
+            DriverConfig::ServiceUpgrade(_) => Driver::ServiceUpgrade,
         }
     }
 
@@ -84,6 +93,7 @@ impl DriverConfig {
     pub fn service(&self) -> Option<&ServiceId> {
         match self {
             DriverConfig::ScaleService(c) => Some(&c.service),
+            DriverConfig::ServiceUpgrade(_) => None,
         }
     }
 
@@ -91,6 +101,7 @@ impl DriverConfig {
     pub fn describe(&self) -> String {
         match self {
             DriverConfig::ScaleService(c) => c.describe(),
+            DriverConfig::ServiceUpgrade(c) => c.describe(),
         }
     }
 }
@@ -119,12 +130,14 @@ pub enum Outcome {
     Skipped,
     /// A step the receiver's rules refuse (`atBound: refuse` at a bound): answered 400.
     Refused,
+    /// A job was started (an upgrade): answered 202 with the job.
+    Started,
     Failed,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 5] =
-        [Outcome::Scaled, Outcome::Unchanged, Outcome::Skipped, Outcome::Refused, Outcome::Failed];
+    pub const ALL: [Outcome; 6] =
+        [Outcome::Scaled, Outcome::Unchanged, Outcome::Skipped, Outcome::Refused, Outcome::Started, Outcome::Failed];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -132,12 +145,40 @@ impl Outcome {
             Outcome::Unchanged => "unchanged",
             Outcome::Skipped => "skipped",
             Outcome::Refused => "refused",
+            Outcome::Started => "started",
             Outcome::Failed => "failed",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+/// What a handled trigger did, or would have done, in its driver's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Effect {
+    #[default]
+    None,
+    /// A scale read (`from`) and the scale set or found (`to`).
+    Scale { from: u32, to: u32 },
+    /// A long action, followed as a job.
+    Job(JobId),
+}
+
+impl Effect {
+    pub fn scale(&self) -> (Option<u32>, Option<u32>) {
+        match *self {
+            Effect::Scale { from, to } => (Some(from), Some(to)),
+            _ => (None, None),
+        }
+    }
+
+    pub fn job(&self) -> Option<JobId> {
+        match *self {
+            Effect::Job(id) => Some(id),
+            _ => None,
+        }
     }
 }
 
@@ -152,8 +193,7 @@ pub struct Execution {
     /// Who sent it: the peer address and user agent, for the history.
     pub source: String,
     pub outcome: Outcome,
-    pub from: Option<u32>,
-    pub to: Option<u32>,
+    pub effect: Effect,
     /// Short: the step taken ("scaled up by 1"), the bound reached, or a skip reason code.
     pub reason: String,
     /// A longer explanation, when there is more to say.
@@ -170,7 +210,8 @@ impl Execution {
     /// A decision counts for dedup and cooldown: it scaled or found the bound, for real.
     /// Dry runs, skips and failures do not.
     pub fn is_decision(&self) -> bool {
-        matches!(self.outcome, Outcome::Scaled | Outcome::Unchanged | Outcome::Refused) && !self.dry_run
+        matches!(self.outcome, Outcome::Scaled | Outcome::Unchanged | Outcome::Refused | Outcome::Started)
+            && !self.dry_run
     }
 }
 

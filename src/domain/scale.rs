@@ -160,11 +160,30 @@ pub enum SkipReason {
     Resolved,
     Cooldown,
     Duplicate,
+    /// An upgrade's push held no push of a tagged image.
+    NoPush,
+    /// No service carries the receiver's selector labels.
+    NoService,
+    /// Services were selected, but none runs the pushed repository.
+    Repository,
+    /// The pushed tag does not pass the receiver's tag policy.
+    Tag,
+    /// Every selected service already runs the pushed image.
+    Current,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 4] =
-        [SkipReason::Disabled, SkipReason::Resolved, SkipReason::Cooldown, SkipReason::Duplicate];
+    pub const ALL: [SkipReason; 9] = [
+        SkipReason::Disabled,
+        SkipReason::Resolved,
+        SkipReason::Cooldown,
+        SkipReason::Duplicate,
+        SkipReason::NoPush,
+        SkipReason::NoService,
+        SkipReason::Repository,
+        SkipReason::Tag,
+        SkipReason::Current,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -172,6 +191,11 @@ impl SkipReason {
             SkipReason::Resolved => "resolved",
             SkipReason::Cooldown => "cooldown",
             SkipReason::Duplicate => "duplicate",
+            SkipReason::NoPush => "no_push",
+            SkipReason::NoService => "no_service",
+            SkipReason::Repository => "repository",
+            SkipReason::Tag => "tag",
+            SkipReason::Current => "current",
         }
     }
 }

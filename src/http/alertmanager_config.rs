@@ -66,7 +66,7 @@ fn matcher(name: &str, value: &str) -> String {
 /// The snippet for a receiver whose trigger URL is `url`. Everything that comes from users
 /// goes through the YAML serializer; the comments hold only fixed text, numbers and the
 /// token (whose characters are safe anywhere).
-pub fn snippet(r: &Receiver, url: &str) -> String {
+pub fn snippet(r: &Receiver, c: &crate::domain::ScaleServiceConfig, url: &str) -> String {
     let name: String = r
         .name
         .as_str()
@@ -75,7 +75,6 @@ pub fn snippet(r: &Receiver, url: &str) -> String {
         .collect();
     let receiver_name = format!("hookd-{name}");
     let (token_base, token) = url.split_once("?token=").unwrap_or((url, ""));
-    let DriverConfig::ScaleService(c) = &r.config;
     let resolved_note = match c.options.on_resolved {
         crate::domain::OnResolved::Ignore => "resolved notifications change nothing (onResolved: ignore)",
         crate::domain::OnResolved::Reverse => "a resolved notification undoes one step (onResolved: reverse)",
@@ -132,6 +131,12 @@ pub async fn get(
     if !caller.sees_urls() {
         return Err(ApiError::forbidden("forbidden", "this API token may not see trigger URLs"));
     }
+    let DriverConfig::ScaleService(config) = &receiver.config else {
+        return Err(ApiError::bad_request(
+            "not_an_alert_receiver",
+            "only scaleService receivers take Alertmanager notifications; this one takes registry pushes",
+        ));
+    };
     let url = trigger_url(&state, &state.base_url(&headers), &receiver);
-    Ok(([(header::CONTENT_TYPE, "application/yaml; charset=utf-8")], snippet(&receiver, &url)).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/yaml; charset=utf-8")], snippet(&receiver, config, &url)).into_response())
 }

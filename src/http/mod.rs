@@ -7,6 +7,7 @@ mod alertmanager_config;
 mod error;
 mod extract;
 mod guard;
+mod jobs;
 mod ops;
 mod receivers;
 mod schemas;
@@ -110,6 +111,8 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1-webhooks/receivers/{id}/executions", get(receivers::executions))
         .route("/v1-webhooks/receivers/{id}/alertmanager-config", get(alertmanager_config::get))
+        .route("/v1-webhooks/receivers/{id}/jobs", get(jobs::of_receiver))
+        .route("/v1-webhooks/jobs/{id}", get(jobs::get))
         .route("/v1-webhooks/services", get(ops::services))
         .route("/", get(ui::root))
         .route("/ui/", get(ui::index))

@@ -114,6 +114,23 @@ async fn driver_config(backend: &dyn Backend, driver: Driver, body: &mut Receive
             backend.check_scalable(&config.service).await?;
             Ok(DriverConfig::ScaleService(config))
         }
+        Driver::ServiceUpgrade => {
+            let config = body
+                .service_upgrade_config
+                .take()
+                .ok_or_else(|| {
+                    ApiError::bad_request("missing_field", "a serviceUpgrade receiver needs serviceUpgradeConfig")
+                        .with_field("serviceUpgradeConfig")
+                })?
+                .into_domain()?;
+            if !backend.can_upgrade() {
+                return Err(ApiError::bad_request(
+                    "upgrade_unsupported",
+                    format!("the project's {} backend cannot upgrade services", backend.kind()),
+                ));
+            }
+            Ok(DriverConfig::ServiceUpgrade(config))
+        }
     }
 }
 
@@ -258,7 +275,7 @@ pub async fn update(
             .with_field("driver"));
         }
     }
-    let config = match body.scale_service_config.is_some() {
+    let config = match body.scale_service_config.is_some() || body.service_upgrade_config.is_some() {
         true => {
             let (_, backend) = state.project(&caller, Some(receiver.project.as_str()))?;
             Some(driver_config(backend.as_ref(), driver, &mut body).await?)

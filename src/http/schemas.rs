@@ -17,8 +17,10 @@ use super::{
 };
 use crate::domain::{
     scale::{ALERT_COOLDOWN_DOWN, ALERT_COOLDOWN_UP, MAX_SCALE, MAX_WINDOW_SECONDS},
+    upgrade::{MAX_BATCH_SIZE, MAX_INTERVAL_SECONDS},
     Driver, Outcome, ScaleOptions,
 };
+use crate::payload::registry::PayloadFormat;
 
 fn schemas(base: &str) -> Vec<Value> {
     let defaults = ScaleOptions::default();
@@ -44,6 +46,7 @@ fn schemas(base: &str) -> Vec<Value> {
             "resourceFields": fields,
         })
     };
+    let payload_formats: Vec<&str> = PayloadFormat::ALL.iter().map(|f| f.as_str()).collect();
     let not_yet = "Not available in this hookd yet: served because Rancher's UI reads this schema";
     let mut receiver = schema(
         "receiver",
@@ -61,7 +64,7 @@ fn schemas(base: &str) -> Vec<Value> {
             "created": { "type": "date" },
             "updated": { "type": "date" },
             "scaleServiceConfig": { "type": "scaleService", "create": true, "update": true },
-            "serviceUpgradeConfig": { "type": "serviceUpgrade", "create": false, "update": false, "description": not_yet },
+            "serviceUpgradeConfig": { "type": "serviceUpgrade", "create": true, "update": true },
             "scaleHostConfig": { "type": "scaleHost", "create": false, "update": false, "description": not_yet },
             "forwardPostConfig": { "type": "forwardPost", "create": false, "update": false, "description": not_yet },
         }),
@@ -102,14 +105,25 @@ fn schemas(base: &str) -> Vec<Value> {
             json!([]),
             json!([]),
             json!({
-                "serviceSelector": { "type": "map[string]", "create": false, "description": not_yet },
-                "tag": { "type": "string", "create": false },
-                "payloadFormat": { "type": "enum", "options": ["dockerhub", "alicloud", "azure"], "default": "dockerhub", "create": false },
-                "addressType": { "type": "enum", "options": ["registry", "registry-internal", "registry-vpc"], "default": "registry", "create": false },
-                "batchSize": { "type": "int", "default": 1, "min": 1, "create": false },
-                "intervalMillis": { "type": "int", "default": 2, "min": 1, "create": false,
-                                    "description": "Seconds between batches, despite its name (Rancher's meaning)" },
-                "startFirst": { "type": "boolean", "default": false, "create": false },
+                "serviceSelector": { "type": "map[string]", "required": true, "create": true, "update": true,
+                                     "description": "Labels a service must all carry to be upgraded" },
+                "tag": { "type": "string", "create": true, "update": true,
+                         "description": "The tag to act on (exact), a pattern (glob, regex), or a semver requirement (semver, optional)" },
+                "tagPolicy": { "type": "enum", "options": ["exact", "glob", "regex", "semver"], "default": "exact", "create": true, "update": true },
+                "semverBound": { "type": "enum", "options": ["major", "minor", "patch"], "default": "minor", "create": true, "update": true,
+                                 "description": "With tagPolicy semver: how far above the running version a push may go" },
+                "repository": { "type": "string", "nullable": true, "create": true, "update": true,
+                                "description": "Only pushes of this repository act; unset: a service is upgraded only by pushes of the repository it runs" },
+                "payloadFormat": { "type": "enum", "options": payload_formats, "default": null, "nullable": true, "create": true, "update": true,
+                                   "description": "Unset: detected from the body" },
+                "addressType": { "type": "enum", "options": ["registry", "registry-internal", "registry-vpc"], "default": "registry", "create": true,
+                                 "description": "Rancher's Alibaba Cloud option; accepted and ignored (the push names the registry)" },
+                "batchSize": { "type": "int", "default": 1, "min": 1, "max": MAX_BATCH_SIZE, "create": true, "update": true,
+                               "description": "Replicas replaced at a time" },
+                "intervalMillis": { "type": "int", "default": 2, "min": 1, "max": MAX_INTERVAL_SECONDS, "create": true, "update": true,
+                                    "description": "Seconds between batches, despite its name (Rancher's field, Rancher's meaning)" },
+                "startFirst": { "type": "boolean", "default": false, "create": true, "update": true,
+                                "description": "Start a new replica before stopping an old one" },
             }),
         ),
         schema(

@@ -24,9 +24,9 @@ use super::{
     ApiError, AppState,
 };
 use crate::{
-    domain::{DedupKey, Outcome},
+    domain::{DedupKey, DriverConfig, Outcome},
     engine::TriggerRequest,
-    payload,
+    payload::{self, registry::PayloadFormat, TriggerPayload},
     token::TriggerClaims,
 };
 
@@ -191,6 +191,24 @@ where
     }
 }
 
+/// What the body says, read as the receiver's driver expects: a scaleService receiver
+/// takes an Alertmanager notification or anything; a serviceUpgrade receiver a push.
+fn read_payload(config: &DriverConfig, body: &[u8], claims_json: bool) -> Result<TriggerPayload, String> {
+    match config {
+        DriverConfig::ScaleService(_) => payload::parse(body, claims_json).map_err(|e| e.to_string()),
+        DriverConfig::ServiceUpgrade(c) => {
+            if body.trim_ascii().is_empty() {
+                return Err("a serviceUpgrade receiver is triggered by a registry's push notification, and this \
+                            request has no body"
+                    .into());
+            }
+            let pinned = c.payload_format.as_deref().and_then(PayloadFormat::parse);
+            let (format, pushes) = payload::registry::parse(body, pinned).map_err(|e| e.to_string())?;
+            Ok(TriggerPayload::Registry { format, pushes })
+        }
+    }
+}
+
 pub async fn trigger(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -206,8 +224,6 @@ pub async fn trigger(
         return Err(reject(&state, ApiError::bad_request("invalid_project", message)));
     }
     let body = read_body(body, state.max_body_bytes, body_timeout(&state)).await.map_err(|e| reject(&state, e))?;
-    let payload = payload::parse(&body, claims_json(&parts.headers))
-        .map_err(|e| reject(&state, ApiError::bad_request("invalid_payload", e.to_string())))?;
     let revoked = || {
         reject(
             &state,
@@ -221,6 +237,8 @@ pub async fn trigger(
     if receiver.token_generation != claims.generation || receiver.project != claims.project {
         return Err(revoked());
     }
+    let payload = read_payload(&receiver.config, &body, claims_json(&parts.headers))
+        .map_err(|e| reject(&state, ApiError::bad_request("invalid_payload", e)))?;
     let idempotency_key = idempotency_key(&parts.headers).map_err(|e| reject(&state, e))?;
     let request = TriggerRequest { source: source(peer, &parts.headers), payload, dry_run, idempotency_key };
     // Its own task: a caller that hangs up mid-trigger must not cancel it between acting on
@@ -247,7 +265,16 @@ pub async fn trigger(
             "at_bound",
             format!("Error {} in executing driver for {}", execution.reason, claims.driver.as_str()),
         ),
-        Outcome::Scaled | Outcome::Unchanged | Outcome::Skipped => return Ok(Json(answer).into_response()),
+        Outcome::Started if execution.effect.job().is_some() => {
+            let mut answer = answer;
+            answer.job_url =
+                answer.job.as_ref().map(|j| format!("{}/v1-webhooks/jobs/{j}", state.base_url(&parts.headers)));
+            let location = answer.job_url.clone().unwrap_or_default();
+            return Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(answer)).into_response());
+        }
+        Outcome::Scaled | Outcome::Unchanged | Outcome::Skipped | Outcome::Started => {
+            return Ok(Json(answer).into_response())
+        }
     };
     if let serde_json::Value::Object(fields) = serde_json::to_value(&answer).expect("serializable") {
         error.extra = fields;

@@ -2,6 +2,8 @@
 //!
 //! Only this module derives serde for the HTTP contract; handlers convert to and from domain types.
 
+use std::collections::BTreeMap;
+
 use serde::{de::IgnoredAny, Deserialize, Serialize};
 use serde_json::Value;
 
@@ -9,9 +11,10 @@ use super::error::ApiError;
 use crate::{
     backend::ServiceInfo,
     domain::{
-        AlertRef, AtBound, DriverConfig, Execution, Millis, OnResolved, Receiver, ScaleAction, ScaleOptions,
-        ScaleServiceConfig, ServiceId,
+        AlertRef, AtBound, DriverConfig, Execution, Job, Millis, OnResolved, Receiver, ScaleAction, ScaleOptions,
+        ScaleServiceConfig, ServiceId, ServiceUpgradeConfig, TagPolicy,
     },
+    payload::registry::PayloadFormat,
 };
 
 /// Rancher's schema defaults for `min` and `max`.
@@ -29,8 +32,8 @@ pub struct ReceiverIn {
     pub driver: Option<String>,
     pub enabled: Option<bool>,
     pub scale_service_config: Option<ScaleServiceConfigIn>,
+    pub service_upgrade_config: Option<ServiceUpgradeConfigIn>,
     // Rancher clients send every driver's config; only the chosen driver's is read.
-    pub service_upgrade_config: Option<IgnoredAny>,
     pub scale_host_config: Option<IgnoredAny>,
     pub forward_post_config: Option<IgnoredAny>,
     #[serde(rename = "type")]
@@ -123,6 +126,61 @@ impl ScaleServiceConfigIn {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)] // `kind` and `address_type` exist only to be accepted
+pub struct ServiceUpgradeConfigIn {
+    pub service_selector: Option<BTreeMap<String, String>>,
+    pub tag: Option<String>,
+    pub tag_policy: Option<String>,
+    pub semver_bound: Option<String>,
+    pub repository: Option<String>,
+    pub payload_format: Option<String>,
+    pub batch_size: Option<Value>,
+    /// Seconds between batches, despite the name: Rancher's field, Rancher's meaning.
+    pub interval_millis: Option<Value>,
+    pub start_first: Option<bool>,
+    /// Rancher's Alibaba Cloud registry address kind; hookd reads the registry from the push.
+    pub address_type: Option<IgnoredAny>,
+    #[serde(rename = "type")]
+    pub kind: Option<IgnoredAny>,
+}
+
+impl ServiceUpgradeConfigIn {
+    pub fn into_domain(self) -> Result<ServiceUpgradeConfig, ApiError> {
+        let number = |value: Option<&Value>, default: u32, field: &'static str| {
+            count(value, default, |raw| {
+                ApiError::bad_request("invalid_body", format!("Invalid {field} {raw}: a whole number, at least 1"))
+                    .with_field(format!("serviceUpgradeConfig.{field}"))
+            })
+        };
+        let tag = self.tag.unwrap_or_default();
+        let policy = self.tag_policy.as_deref().unwrap_or("exact");
+        if let Some(format) = self.payload_format.as_deref().filter(|f| PayloadFormat::parse(f).is_none()) {
+            let known: Vec<&str> = PayloadFormat::ALL.iter().map(|f| f.as_str()).collect();
+            return Err(ApiError::bad_request(
+                "invalid_value",
+                format!(
+                    "Invalid payloadFormat {format:?}; known formats: {} (or leave it out to detect)",
+                    known.join(", ")
+                ),
+            )
+            .with_field("serviceUpgradeConfig.payloadFormat"));
+        }
+        let config = ServiceUpgradeConfig {
+            selector: self.service_selector.unwrap_or_default(),
+            tag_policy: TagPolicy::new(policy, &tag, self.semver_bound.as_deref())?,
+            tag,
+            repository: self.repository.filter(|r| !r.is_empty()),
+            payload_format: self.payload_format,
+            batch_size: number(self.batch_size.as_ref(), 1, "batchSize")?,
+            interval_seconds: number(self.interval_millis.as_ref(), 2, "intervalMillis")?,
+            start_first: self.start_first.unwrap_or(false),
+        };
+        Ok(config.validate()?)
+    }
+}
+
 pub fn rfc3339(ms: Millis) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -176,6 +234,24 @@ pub fn receiver_out(r: &Receiver, base: &str, url: Option<String>) -> Value {
                 }),
             );
         }
+        DriverConfig::ServiceUpgrade(c) => {
+            object.insert(
+                "serviceUpgradeConfig".into(),
+                serde_json::json!({
+                    "type": "serviceUpgrade",
+                    "serviceSelector": c.selector,
+                    "tag": c.tag,
+                    "tagPolicy": c.tag_policy.as_str(),
+                    "semverBound": c.tag_policy.bound().map(|b| b.as_str()),
+                    "repository": c.repository,
+                    "payloadFormat": c.payload_format,
+                    "batchSize": c.batch_size,
+                    "intervalMillis": c.interval_seconds,
+                    "startFirst": c.start_first,
+                }),
+            );
+            object["links"]["jobs"] = Value::String(format!("{path}/jobs?projectId={project}"));
+        }
     }
     out
 }
@@ -192,6 +268,8 @@ pub struct ExecutionOut {
     pub outcome: &'static str,
     pub from: Option<u32>,
     pub to: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
     pub reason: String,
     pub detail: String,
     pub dry_run: bool,
@@ -227,8 +305,9 @@ impl From<&Execution> for ExecutionOut {
             at: rfc3339(e.at),
             source: e.source.clone(),
             outcome: e.outcome.as_str(),
-            from: e.from,
-            to: e.to,
+            from: e.effect.scale().0,
+            to: e.effect.scale().1,
+            job: e.effect.job().map(|j| j.to_string()),
             reason: e.reason.clone(),
             detail: e.detail.clone(),
             dry_run: e.dry_run,
@@ -243,8 +322,15 @@ impl From<&Execution> for ExecutionOut {
 pub struct TriggerOut {
     pub execution: String,
     pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Where to follow the job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_url: Option<String>,
     pub reason: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub detail: String,
@@ -257,8 +343,10 @@ impl From<&Execution> for TriggerOut {
         Self {
             execution: e.id.to_string(),
             outcome: e.outcome.as_str(),
-            from: e.from,
-            to: e.to,
+            from: e.effect.scale().0,
+            to: e.effect.scale().1,
+            job: e.effect.job().map(|j| j.to_string()),
+            job_url: None,
             reason: e.reason.clone(),
             detail: e.detail.clone(),
             dry_run: e.dry_run,
@@ -299,6 +387,45 @@ impl ServiceOut {
             last_error: s.last_error,
         }
     }
+}
+
+/// A job resource.
+pub fn job_out(job: &Job, base: &str) -> Value {
+    let steps: Vec<Value> = job
+        .steps
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "service": s.service.as_str(),
+                "from": s.from,
+                "image": s.image,
+                "state": s.state.as_str(),
+                "updated": s.updated,
+                "total": s.total,
+                "error": s.error,
+                "started": s.started.map(rfc3339),
+                "finished": s.finished.map(rfc3339),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "id": job.id.to_string(),
+        "type": "job",
+        "receiverId": job.receiver.to_string(),
+        "projectId": job.project.as_str(),
+        "executionId": job.execution.to_string(),
+        "backend": job.backend,
+        "state": job.state.as_str(),
+        "batchSize": job.rollout.batch_size,
+        "intervalSeconds": job.rollout.interval_seconds,
+        "startFirst": job.rollout.start_first,
+        "services": steps,
+        "error": job.error,
+        "created": rfc3339(job.created),
+        "updated": rfc3339(job.updated),
+        "finished": job.finished.map(rfc3339),
+        "links": { "self": format!("{base}/v1-webhooks/jobs/{}", job.id) },
+    })
 }
 
 /// A Rancher-style collection with marker pagination.

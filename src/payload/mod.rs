@@ -4,6 +4,7 @@
 //! scaleService trigger does); any other body is ignored for scaling.
 
 mod alertmanager;
+pub mod registry;
 
 use crate::domain::Notification;
 
@@ -12,6 +13,11 @@ pub enum TriggerPayload {
     /// No body, or a body hookd does not interpret.
     Opaque,
     Alertmanager(Notification),
+    /// A registry's push notification, for a serviceUpgrade receiver.
+    Registry {
+        format: registry::PayloadFormat,
+        pushes: Vec<registry::Push>,
+    },
 }
 
 /// A body that claims a known format but breaks it.

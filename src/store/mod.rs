@@ -15,7 +15,8 @@ pub use sqlite::SqliteStore;
 use crate::{
     config::Retention,
     domain::{
-        ApiTokenId, Decided, DedupKey, Execution, ExecutionId, Millis, ProjectName, Receiver, ReceiverId, ServiceKey,
+        ApiTokenId, Decided, DedupKey, Execution, ExecutionId, Job, JobId, Millis, ProjectName, Receiver, ReceiverId,
+        ServiceKey,
     },
 };
 
@@ -62,6 +63,8 @@ pub type ReceiverEdit = Box<dyn FnOnce(&mut Receiver) + Send>;
 pub enum StateWrite {
     /// A local service's desired scale.
     LocalScale { backend: String, service: String, scale: u32 },
+    /// The image a local service was upgraded to.
+    LocalImage { backend: String, service: String, image: String },
 }
 
 /// What the store holds on disk, for `/metrics` and the benchmarks.
@@ -180,6 +183,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Desired scales the local backend persisted, by service name.
     async fn local_scales(&self, backend: &str) -> StoreResult<HashMap<String, u32>>;
+    /// Images the local backend's services were upgraded to, by service name.
+    async fn local_images(&self, backend: &str) -> StoreResult<HashMap<String, String>>;
+    /// Writes backend state on its own (no execution changed it: a rollout's progress).
+    async fn save_state(&self, state: &StateWrite) -> StoreResult<()>;
+
+    /// Inserts or replaces a job; with `execution`, the execution that started it, in the
+    /// same transaction (a 202 promises both).
+    async fn save_job(&self, job: &Job, execution: Option<&Execution>) -> StoreResult<()>;
+    async fn job(&self, id: JobId) -> StoreResult<Option<Job>>;
+    /// A receiver's jobs, newest first.
+    async fn list_jobs(&self, receiver: ReceiverId, limit: u32) -> StoreResult<Vec<Job>>;
+    /// Jobs not finished: resumed at start.
+    async fn running_jobs(&self) -> StoreResult<Vec<Job>>;
 
     /// For `/readyz`: can the store write now? After a failed write this tries a real one.
     async fn ping(&self) -> StoreResult<()>;

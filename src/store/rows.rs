@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::{ApiToken, Role, StoreError, StoreResult};
 use crate::domain::DedupKey;
 use crate::domain::{
-    AlertRef, AlertStatus, ApiTokenId, AtBound, Driver, DriverConfig, Execution, ExecutionId, Millis, OnResolved,
-    Outcome, ProjectName, Receiver, ReceiverId, ReceiverName, ScaleAction, ScaleOptions, ScaleServiceConfig, ServiceId,
-    ServiceKey,
+    AlertRef, AlertStatus, ApiTokenId, AtBound, Driver, DriverConfig, Effect, Execution, ExecutionId, Job, JobId,
+    JobState, JobStep, Millis, OnResolved, Outcome, ProjectName, Receiver, ReceiverId, ReceiverName, Rollout,
+    ScaleAction, ScaleOptions, ScaleServiceConfig, ServiceId, ServiceKey, ServiceUpgradeConfig, StepState, TagPolicy,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -32,6 +32,19 @@ struct StoredScaleService {
     cooldown_down: Option<u32>,
     #[serde(default)]
     dedup: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredServiceUpgrade {
+    selector: std::collections::BTreeMap<String, String>,
+    tag: String,
+    tag_policy: String,
+    semver_bound: Option<String>,
+    repository: Option<String>,
+    payload_format: Option<String>,
+    batch_size: u32,
+    interval_seconds: u32,
+    start_first: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -84,6 +97,17 @@ pub fn config_to_json(config: &DriverConfig) -> String {
             cooldown_down: c.options.cooldown_down,
             dedup: Some(c.options.dedup),
         }),
+        DriverConfig::ServiceUpgrade(c) => serde_json::to_string(&StoredServiceUpgrade {
+            selector: c.selector.clone(),
+            tag: c.tag.clone(),
+            tag_policy: c.tag_policy.as_str().to_owned(),
+            semver_bound: c.tag_policy.bound().map(|b| b.as_str().to_owned()),
+            repository: c.repository.clone(),
+            payload_format: c.payload_format.clone(),
+            batch_size: c.batch_size,
+            interval_seconds: c.interval_seconds,
+            start_first: c.start_first,
+        }),
     };
     value.expect("driver configs always serialize")
 }
@@ -116,6 +140,20 @@ pub fn config_from_json(driver: &str, json: &str) -> StoreResult<DriverConfig> {
                 .and_then(|c| c.with_options(options))
                 .map_err(corrupt)?;
             Ok(DriverConfig::ScaleService(config))
+        }
+        Some(Driver::ServiceUpgrade) => {
+            let s: StoredServiceUpgrade = serde_json::from_str(json).map_err(corrupt)?;
+            let config = ServiceUpgradeConfig {
+                tag_policy: TagPolicy::new(&s.tag_policy, &s.tag, s.semver_bound.as_deref()).map_err(corrupt)?,
+                selector: s.selector,
+                tag: s.tag,
+                repository: s.repository,
+                payload_format: s.payload_format,
+                batch_size: s.batch_size,
+                interval_seconds: s.interval_seconds,
+                start_first: s.start_first,
+            };
+            Ok(DriverConfig::ServiceUpgrade(config.validate().map_err(corrupt)?))
         }
         None => Err(corrupt(format!("unknown driver {driver:?}"))),
     }
@@ -168,6 +206,7 @@ pub struct ExecutionRow {
     pub dry_run: bool,
     pub alerts: String,
     pub dedup_key: Option<Vec<u8>>,
+    pub job: Option<Vec<u8>>,
 }
 
 impl ExecutionRow {
@@ -180,8 +219,11 @@ impl ExecutionRow {
             at: self.at,
             source: self.source,
             outcome: Outcome::parse(&self.outcome).ok_or_else(|| corrupt(format!("outcome {:?}", self.outcome)))?,
-            from: scale(self.scale_from)?,
-            to: scale(self.scale_to)?,
+            effect: match (scale(self.scale_from)?, scale(self.scale_to)?, self.job) {
+                (_, _, Some(job)) => Effect::Job(JobId::from_slice(&job).ok_or_else(|| corrupt("execution job id"))?),
+                (Some(from), Some(to), None) => Effect::Scale { from, to },
+                _ => Effect::None,
+            },
             reason: self.reason,
             detail: self.detail,
             dry_run: self.dry_run,
@@ -216,4 +258,104 @@ impl ApiTokenRow {
             created: self.created,
         })
     }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredStep {
+    service: String,
+    from: String,
+    image: String,
+    state: String,
+    updated: u32,
+    total: u32,
+    error: Option<String>,
+    started: Option<Millis>,
+    finished: Option<Millis>,
+}
+
+/// A job in the store's own JSON format: one column, so progress needs no schema change.
+#[derive(Serialize, Deserialize)]
+struct StoredJob {
+    receiver: String,
+    project: String,
+    execution: String,
+    backend: String,
+    state: String,
+    batch_size: u32,
+    interval_seconds: u32,
+    start_first: bool,
+    steps: Vec<StoredStep>,
+    error: Option<String>,
+    created: Millis,
+    updated: Millis,
+    finished: Option<Millis>,
+}
+
+pub fn job_to_json(job: &Job) -> String {
+    let stored = StoredJob {
+        receiver: job.receiver.to_string(),
+        project: job.project.to_string(),
+        execution: job.execution.to_string(),
+        backend: job.backend.clone(),
+        state: job.state.as_str().to_owned(),
+        batch_size: job.rollout.batch_size,
+        interval_seconds: job.rollout.interval_seconds,
+        start_first: job.rollout.start_first,
+        steps: job
+            .steps
+            .iter()
+            .map(|s| StoredStep {
+                service: s.service.to_string(),
+                from: s.from.clone(),
+                image: s.image.clone(),
+                state: s.state.as_str().to_owned(),
+                updated: s.updated,
+                total: s.total,
+                error: s.error.clone(),
+                started: s.started,
+                finished: s.finished,
+            })
+            .collect(),
+        error: job.error.clone(),
+        created: job.created,
+        updated: job.updated,
+        finished: job.finished,
+    };
+    serde_json::to_string(&stored).expect("jobs always serialize")
+}
+
+pub fn job_from_json(id: &[u8], json: &str) -> StoreResult<Job> {
+    let s: StoredJob = serde_json::from_str(json).map_err(corrupt)?;
+    let steps = s
+        .steps
+        .into_iter()
+        .map(|step| {
+            Ok(JobStep {
+                service: ServiceId::parse(&step.service).map_err(corrupt)?,
+                from: step.from,
+                image: step.image,
+                state: StepState::parse(&step.state)
+                    .ok_or_else(|| corrupt(format!("job step state {:?}", step.state)))?,
+                updated: step.updated,
+                total: step.total,
+                error: step.error,
+                started: step.started,
+                finished: step.finished,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok(Job {
+        id: JobId::from_slice(id).ok_or_else(|| corrupt("job id"))?,
+        receiver: ReceiverId::parse(&s.receiver).ok_or_else(|| corrupt("job receiver"))?,
+        project: ProjectName::parse(&s.project).map_err(corrupt)?,
+        execution: ExecutionId::parse(&s.execution).ok_or_else(|| corrupt("job execution"))?,
+        backend: s.backend,
+        state: JobState::parse(&s.state).ok_or_else(|| corrupt(format!("job state {:?}", s.state)))?,
+        rollout: Rollout { batch_size: s.batch_size, interval_seconds: s.interval_seconds, start_first: s.start_first },
+        steps,
+        error: s.error,
+        created: s.created,
+        updated: s.updated,
+        finished: s.finished,
+    })
 }

@@ -126,12 +126,14 @@ fn config_toml(config: &Config) -> String {
         for s in &b.services {
             let args: Vec<String> = s.args.iter().map(|a| quote(a)).collect();
             let env: Vec<String> = s.env.iter().map(|(k, v)| format!("{} = {}", quote(k), quote(v))).collect();
+            let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{} = {}", quote(k), quote(v))).collect();
             toml += &format!(
-                "[[backend.service]]\nname = {}\ncommand = {}\nargs = [{}]\nenv = {{ {} }}\nscale = {}\nimage = {}\n",
+                "[[backend.service]]\nname = {}\ncommand = {}\nargs = [{}]\nenv = {{ {} }}\nlabels = {{ {} }}\nscale = {}\nimage = {}\n",
                 quote(&s.name),
                 quote(&s.command),
                 args.join(", "),
                 env.join(", "),
+                labels.join(", "),
                 s.scale,
                 quote(&s.image),
             );

@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use hookd::{
     config::Retention,
     domain::{
-        now_millis, AlertRef, AlertStatus, ApiTokenId, Decided, DedupKey, DriverConfig, Execution, ExecutionId,
+        now_millis, AlertRef, AlertStatus, ApiTokenId, Decided, DedupKey, DriverConfig, Effect, Execution, ExecutionId,
         Outcome, ProjectName, Receiver, ReceiverId, ReceiverName, ScaleAction, ScaleServiceConfig, ServiceId,
         ServiceKey,
     },
@@ -48,8 +48,7 @@ fn execution(receiver: ReceiverId, n: u32) -> Execution {
         at: now_millis(),
         source: "127.0.0.1".into(),
         outcome: Outcome::Scaled,
-        from: Some(n),
-        to: Some(n + 1),
+        effect: Effect::Scale { from: n, to: n + 1 },
         reason: format!("step {n}"),
         detail: String::new(),
         dry_run: false,

@@ -6,12 +6,13 @@
 //! manager; Compose services always.
 
 mod compose;
+mod rollout;
 mod swarm;
 
 use async_trait::async_trait;
 use bollard::{errors::Error as DockerError, Docker};
 
-use super::{Backend, BackendError, Journal, ScaleState, ServiceInfo};
+use super::{Backend, BackendError, Journal, RolloutObserver, RolloutPlan, ScaleState, ServiceInfo};
 use crate::{config::BackendConfig, domain::ServiceId};
 
 /// The API version hookd speaks unless the engine negotiates lower: Docker Engine 20.10's.
@@ -157,6 +158,33 @@ impl Backend for DockerBackend {
             }
             None => swarm::write_scale(self, id, expected, scale, journal).await,
         }
+    }
+
+    fn can_upgrade(&self) -> bool {
+        true
+    }
+
+    /// Swarm rolls the tasks itself (hookd sets the image and `update_config`, then follows);
+    /// for Compose hookd recreates the containers in batches.
+    async fn upgrade(
+        &self,
+        id: &ServiceId,
+        image: &str,
+        plan: RolloutPlan,
+        observer: &dyn RolloutObserver,
+    ) -> Result<(), BackendError> {
+        let started = std::time::Instant::now();
+        let result = match compose_key(id) {
+            Some((project, service)) => compose::upgrade(self, id, project, service, image, plan, observer).await,
+            None => swarm::upgrade(self, id, image, plan, observer).await,
+        };
+        match &result {
+            Ok(()) => {
+                tracing::info!(backend = %self.name, service = %id, %image, took = ?started.elapsed(), "rollout done")
+            }
+            Err(e) => tracing::warn!(backend = %self.name, service = %id, %image, error = %e, "rollout failed"),
+        }
+        result
     }
 
     async fn shutdown(&self) {}

@@ -16,8 +16,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use self::containment::Cgroups;
-use self::supervisor::{Containment, ServiceSpec, SharedState, Supervisor};
-use super::{Backend, BackendError, Journal, ScaleState, ServiceInfo};
+mod rollout;
+
+use self::supervisor::{Containment, Replace, ServiceSpec, SharedState, Supervisor};
+use super::{Backend, BackendError, Journal, RolloutObserver, RolloutPlan, ScaleState, ServiceInfo};
 use crate::{
     config::{BackendConfig, MAX_LOCAL_SCALE},
     domain::ServiceId,
@@ -28,12 +30,14 @@ struct LocalService {
     spec: Arc<ServiceSpec>,
     shared: Arc<std::sync::Mutex<SharedState>>,
     desired: watch::Sender<u32>,
+    replaces: tokio::sync::mpsc::UnboundedSender<Replace>,
     /// Serializes scale writes so the version check and the persisted value agree.
     write_lock: tokio::sync::Mutex<()>,
 }
 
 pub struct LocalBackend {
     name: String,
+    store: Arc<dyn Store>,
     services: HashMap<ServiceId, LocalService>,
     order: Vec<ServiceId>,
     shutdown: CancellationToken,
@@ -62,6 +66,7 @@ impl LocalBackend {
         cgroups: Option<&Cgroups>,
     ) -> anyhow::Result<Self> {
         let persisted = store.local_scales(&config.name).await?;
+        let images = store.local_images(&config.name).await?;
         let cgroups = match cgroups.filter(|_| config.cgroups) {
             Some(root) => match root.for_backend(&config.name) {
                 Ok(subtree) => Some(Arc::new(subtree)),
@@ -86,15 +91,26 @@ impl LocalBackend {
             let id = ServiceId::parse(&s.name)?;
             let desired = persisted.get(&s.name).copied().unwrap_or(s.scale);
             let spec = Arc::new(ServiceSpec::from_config(s));
-            let shared = Arc::new(std::sync::Mutex::new(SharedState { desired, ..SharedState::default() }));
+            let image = images.get(&s.name).cloned().unwrap_or_else(|| s.image.clone());
+            let shared = Arc::new(std::sync::Mutex::new(SharedState { desired, image, ..SharedState::default() }));
             let (tx, rx) = watch::channel(desired);
-            let supervisor =
-                Supervisor::new(spec.clone(), containment.clone(), shared.clone(), rx, grace, shutdown.clone());
+            let (replaces, replace_rx) = tokio::sync::mpsc::unbounded_channel();
+            let supervisor = Supervisor::new(
+                spec.clone(),
+                containment.clone(),
+                shared.clone(),
+                rx,
+                replace_rx,
+                grace,
+                shutdown.clone(),
+            );
             tasks.push(tokio::spawn(supervisor.run()));
-            services.insert(id.clone(), LocalService { spec, shared, desired: tx, write_lock: Default::default() });
+            let service = LocalService { spec, shared, desired: tx, replaces, write_lock: Default::default() };
+            services.insert(id.clone(), service);
             order.push(id);
         }
-        Ok(Self { name: config.name.clone(), services, order, shutdown, tasks: std::sync::Mutex::new(tasks), cgroups })
+        let tasks = std::sync::Mutex::new(tasks);
+        Ok(Self { name: config.name.clone(), store, services, order, shutdown, tasks, cgroups })
     }
 
     fn get(&self, id: &ServiceId) -> Result<&LocalService, BackendError> {
@@ -108,7 +124,7 @@ impl LocalBackend {
             kind: "process",
             desired: shared.desired,
             running: shared.running,
-            image: service.spec.image.clone(),
+            image: shared.image.clone(),
             labels: service.spec.labels.clone(),
             last_error: shared.last_error.clone(),
         }
@@ -164,6 +180,25 @@ impl Backend for LocalBackend {
         }
         service.desired.send_replace(scale);
         Ok(())
+    }
+
+    fn can_upgrade(&self) -> bool {
+        true
+    }
+
+    async fn upgrade(
+        &self,
+        id: &ServiceId,
+        image: &str,
+        plan: RolloutPlan,
+        observer: &dyn RolloutObserver,
+    ) -> Result<(), BackendError> {
+        let service = self.get(id)?;
+        // Durable first: a hookd restarted mid-rollout starts every replica on the new image.
+        let state = StateWrite::LocalImage { backend: self.name.clone(), service: id.to_string(), image: image.into() };
+        self.store.save_state(&state).await.map_err(|e| BackendError::Unrecorded(e.to_string()))?;
+        service.shared.lock().expect("supervisor state lock").image = image.to_owned();
+        rollout::roll(&service.shared, &service.replaces, image, plan, observer).await
     }
 
     async fn shutdown(&self) {

@@ -56,7 +56,6 @@ pub struct ServiceSpec {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub labels: std::collections::BTreeMap<String, String>,
-    pub image: String,
     pub workdir: Option<std::path::PathBuf>,
 }
 
@@ -68,7 +67,6 @@ impl ServiceSpec {
             args: c.args.clone(),
             env: c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             labels: c.labels.clone(),
-            image: c.image.clone(),
             workdir: c.workdir.clone(),
         }
     }
@@ -82,6 +80,18 @@ pub struct SharedState {
     pub version: u64,
     pub running: u32,
     pub last_error: Option<String>,
+    /// The image new replicas start with (`HOOKD_IMAGE`): the config's, or an upgrade's.
+    pub image: String,
+    /// The image each running replica was started with, by replica number.
+    pub replica_images: BTreeMap<u32, String>,
+}
+
+/// Asks the supervisor to replace a replica with one on the current image.
+#[derive(Debug, Clone, Copy)]
+pub struct Replace {
+    pub replica: u32,
+    /// Start the new process before stopping the old one.
+    pub start_first: bool,
 }
 
 enum Event {
@@ -92,6 +102,7 @@ enum Event {
 struct Replica {
     /// The keeper's pid, which leads its own process group.
     pid: i32,
+    image: String,
     /// This start's id, in its processes' environment ([`RUN_ENV`]).
     run: String,
     started: Instant,
@@ -120,6 +131,7 @@ pub struct Supervisor {
     lower_since: Option<Instant>,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
+    replaces: mpsc::UnboundedReceiver<Replace>,
 }
 
 impl Supervisor {
@@ -128,6 +140,7 @@ impl Supervisor {
         containment: Arc<Containment>,
         shared: Arc<std::sync::Mutex<SharedState>>,
         desired: watch::Receiver<u32>,
+        replaces: mpsc::UnboundedReceiver<Replace>,
         grace: Duration,
         shutdown: CancellationToken,
     ) -> Self {
@@ -146,6 +159,7 @@ impl Supervisor {
             lower_since: None,
             events_tx,
             events_rx,
+            replaces,
         }
     }
 
@@ -160,6 +174,7 @@ impl Supervisor {
                     }
                 }
                 Some(event) = self.events_rx.recv() => self.handle(event),
+                Some(replace) = self.replaces.recv() => self.replace(replace),
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = self.shutdown.cancelled() => break,
             }
@@ -201,11 +216,45 @@ impl Supervisor {
                 next_restart = Some(next_restart.map_or(b.next_start, |t| t.min(b.next_start)));
             }
         }
-        self.shared.lock().expect("supervisor state lock").running = self.replicas.len() as u32;
+        self.publish();
         next_restart
     }
 
+    /// Tells the rest of hookd what runs now.
+    fn publish(&self) {
+        let mut shared = self.shared.lock().expect("supervisor state lock");
+        shared.running = self.replicas.len() as u32;
+        shared.replica_images = self.replicas.iter().map(|(&n, r)| (n, r.image.clone())).collect();
+    }
+
+    /// Replaces a replica not on the current image (an upgrade's batch); a replica already
+    /// on it, or gone, is left alone.
+    fn replace(&mut self, replace: Replace) {
+        let image = self.shared.lock().expect("supervisor state lock").image.clone();
+        let n = replace.replica;
+        let Some(old) = self.replicas.remove(&n) else { return };
+        if old.image == image {
+            self.replicas.insert(n, old);
+            return;
+        }
+        if replace.start_first {
+            self.start(n);
+            let started = self.replicas.contains_key(&n);
+            if started {
+                self.terminate(n, old);
+            } else {
+                // The new process did not start: keep the old one serving.
+                self.replicas.insert(n, old);
+            }
+        } else {
+            // The next reconcile starts the replica again, on the new image.
+            self.terminate(n, old);
+        }
+        self.publish();
+    }
+
     fn start(&mut self, replica: u32) {
+        let image = self.shared.lock().expect("supervisor state lock").image.clone();
         let spec = &self.spec;
         let path_var = spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| std::ffi::OsStr::new(v));
         let workdir_missing = spec
@@ -253,7 +302,7 @@ impl Supervisor {
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env("HOOKD_SERVICE", &spec.name)
             .env("HOOKD_REPLICA", replica.to_string())
-            .env("HOOKD_IMAGE", &spec.image)
+            .env("HOOKD_IMAGE", &image)
             .env(INSTANCE_ENV, &self.containment.instance)
             .env(RUN_ENV, &run)
             .stdin(std::process::Stdio::null())
@@ -268,7 +317,7 @@ impl Supervisor {
             Ok(mut child) => {
                 let pid = child.id().expect("a just-spawned child has a pid") as i32;
                 tracing::info!(service = %spec.name, replica, pid, "started process");
-                self.replicas.insert(replica, Replica { pid, run, started: Instant::now(), cgroup });
+                self.replicas.insert(replica, Replica { pid, image, run, started: Instant::now(), cgroup });
                 let events = self.events_tx.clone();
                 tokio::spawn(async move {
                     let status = child.wait().await;
@@ -371,6 +420,6 @@ impl Supervisor {
                 _ => break,
             }
         }
-        self.shared.lock().expect("supervisor state lock").running = 0;
+        self.publish();
     }
 }

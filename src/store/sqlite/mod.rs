@@ -37,14 +37,15 @@ use self::{
     writer::{Msg, Status, Writer},
 };
 use super::{
-    rows::{ApiTokenRow, ExecutionRow, ReceiverRow},
+    rows::{job_from_json, ApiTokenRow, ExecutionRow, ReceiverRow},
     ApiToken, DiskUsage, ReceiverEdit, SigningKey, StateWrite, Store, StoreError, StoreResult,
 };
 use crate::{
     config::Retention,
     datadir,
     domain::{
-        now_millis, Decided, DedupKey, Execution, ExecutionId, Millis, ProjectName, Receiver, ReceiverId, ServiceKey,
+        now_millis, Decided, DedupKey, Execution, ExecutionId, Job, JobId, Millis, ProjectName, Receiver, ReceiverId,
+        ServiceKey,
     },
 };
 
@@ -146,7 +147,7 @@ impl SqliteStore {
 const RECEIVER_COLUMNS: &str =
     "id, project, name, driver, config, enabled, token_generation, created, updated, revision";
 const EXECUTION_COLUMNS: &str =
-    "id, receiver, service, at, source, outcome, scale_from, scale_to, reason, detail, dry_run, alerts, dedup_key";
+    "id, receiver, service, at, source, outcome, scale_from, scale_to, reason, detail, dry_run, alerts, dedup_key, job";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -193,7 +194,7 @@ impl Store for SqliteStore {
 
     async fn edit_receiver(&self, id: ReceiverId, edit: ReceiverEdit) -> StoreResult<Receiver> {
         match self.write(Op::EditReceiver(id, Some(edit))).await? {
-            Done::Updated(updated) => Ok(updated),
+            Done::Updated(updated) => Ok(*updated),
             other => Err(StoreError::Corrupt(format!("the writer answered an update with {other:?}"))),
         }
     }
@@ -323,6 +324,49 @@ impl Store for SqliteStore {
                     u32::try_from(scale).map_err(|_| StoreError::Corrupt("local scale".into()))?,
                 ))
             })
+            .collect()
+    }
+
+    async fn local_images(&self, backend: &str) -> StoreResult<HashMap<String, String>> {
+        let rows = sqlx::query("SELECT service, image FROM local_images WHERE backend = ?")
+            .bind(backend)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(|row| Ok((row.try_get("service")?, row.try_get("image")?))).collect()
+    }
+
+    async fn save_state(&self, state: &StateWrite) -> StoreResult<()> {
+        self.write(Op::State(state.clone())).await.map(drop)
+    }
+
+    async fn save_job(&self, job: &Job, execution: Option<&Execution>) -> StoreResult<()> {
+        self.write(Op::Job { job: job.clone(), execution: execution.cloned() }).await.map(drop)
+    }
+
+    async fn job(&self, id: JobId) -> StoreResult<Option<Job>> {
+        let body: Option<String> = sqlx::query_scalar("SELECT body FROM jobs WHERE id = ?")
+            .bind(&id.as_bytes()[..])
+            .fetch_optional(&self.pool)
+            .await?;
+        body.map(|b| job_from_json(id.as_bytes(), &b)).transpose()
+    }
+
+    async fn list_jobs(&self, receiver: ReceiverId, limit: u32) -> StoreResult<Vec<Job>> {
+        let rows = sqlx::query("SELECT id, body FROM jobs WHERE receiver = ? ORDER BY id DESC LIMIT ?")
+            .bind(&receiver.as_bytes()[..])
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| job_from_json(&row.try_get::<Vec<u8>, _>("id")?, &row.try_get::<String, _>("body")?))
+            .collect()
+    }
+
+    async fn running_jobs(&self) -> StoreResult<Vec<Job>> {
+        let rows =
+            sqlx::query("SELECT id, body FROM jobs WHERE state = 'running' ORDER BY id").fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|row| job_from_json(&row.try_get::<Vec<u8>, _>("id")?, &row.try_get::<String, _>("body")?))
             .collect()
     }
 

@@ -6,10 +6,10 @@
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 use super::super::{
-    rows::{alerts_to_json, config_to_json, ReceiverRow},
+    rows::{alerts_to_json, config_to_json, job_to_json, ReceiverRow},
     ApiToken, ReceiverEdit, SigningKey, StateWrite, StoreError,
 };
-use crate::domain::{now_millis, Execution, Outcome, Receiver, ReceiverId};
+use crate::domain::{now_millis, Execution, Job, Outcome, Receiver, ReceiverId};
 
 /// A write queued for the writer thread.
 pub enum Op {
@@ -23,6 +23,12 @@ pub enum Op {
     DeleteReceiver(ReceiverId),
     InsertSigningKey(SigningKey),
     InsertApiToken(ApiToken),
+    /// A job, with the execution that started it when it is new.
+    Job {
+        job: Job,
+        execution: Option<Execution>,
+    },
+    State(StateWrite),
     /// A real write that changes nothing of interest: can the store write now?
     Probe,
 }
@@ -34,7 +40,7 @@ pub enum Done {
     /// An execution row was added (not replaced): the receiver holds one more.
     Inserted,
     Deleted(bool),
-    Updated(Receiver),
+    Updated(Box<Receiver>),
 }
 
 /// Why a write failed.
@@ -127,7 +133,7 @@ pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
                 r.id.to_string(),
             ])
             .map_err(|e| unique(e, || name_taken(&r)))?;
-            Ok(Done::Updated(r))
+            Ok(Done::Updated(Box::new(r)))
         }
         Op::DeleteReceiver(id) => {
             let deleted = conn.prepare_cached("DELETE FROM receivers WHERE id = ?1")?.execute([id.to_string()])?;
@@ -156,6 +162,27 @@ pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
                 t.created
             ])
             .map_err(|e| unique(e, || "this API token already exists".to_owned()))?;
+            Ok(Done::Written)
+        }
+        Op::Job { job, execution } => {
+            conn.prepare_cached(
+                "INSERT INTO jobs (id, receiver, state, created, body) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, body = excluded.body",
+            )?
+            .execute(params![
+                &job.id.as_bytes()[..],
+                &job.receiver.as_bytes()[..],
+                job.state.as_str(),
+                job.created,
+                job_to_json(job)
+            ])?;
+            match execution {
+                Some(e) => record(conn, e),
+                None => Ok(Done::Written),
+            }
+        }
+        Op::State(state) => {
+            write_state(conn, state)?;
             Ok(Done::Written)
         }
         Op::Probe => {
@@ -226,6 +253,13 @@ fn write_state(conn: &Connection, state: &StateWrite) -> rusqlite::Result<()> {
             )?
             .execute(params![backend, service, scale])?;
         }
+        StateWrite::LocalImage { backend, service, image } => {
+            conn.prepare_cached(
+                "INSERT INTO local_images (backend, service, image) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (backend, service) DO UPDATE SET image = excluded.image",
+            )?
+            .execute(params![backend, service, image])?;
+        }
     }
     Ok(())
 }
@@ -236,25 +270,29 @@ fn record(conn: &Connection, e: &Execution) -> Result<Done, Failure> {
     let service = e.service.as_ref().map(|s| s.as_str());
     let dedup_key = e.dedup_key.as_ref().map(|k| &k.as_bytes()[..]);
     let outcome = e.outcome.as_str();
-    let values: [&dyn rusqlite::ToSql; 13] = [
+    let (from, to) = e.effect.scale();
+    let job = e.effect.job().map(|j| j.as_bytes().to_vec());
+    let values: [&dyn rusqlite::ToSql; 14] = [
         &&e.id.as_bytes()[..],
         &&e.receiver.as_bytes()[..],
         &service,
         &e.at,
         &e.source,
         &outcome,
-        &e.from,
-        &e.to,
+        &from,
+        &to,
         &e.reason,
         &e.detail,
         &e.dry_run,
         &alerts,
         &dedup_key,
+        &job,
     ];
     let replaced = conn
         .prepare_cached(
             "UPDATE executions SET service = ?3, at = ?4, source = ?5, outcome = ?6, scale_from = ?7, scale_to = ?8, \
-             reason = ?9, detail = ?10, dry_run = ?11, alerts = ?12, dedup_key = ?13 WHERE receiver = ?2 AND id = ?1",
+             reason = ?9, detail = ?10, dry_run = ?11, alerts = ?12, dedup_key = ?13, job = ?14 \
+             WHERE receiver = ?2 AND id = ?1",
         )?
         .execute(&values[..])?;
     record_decision(conn, e, replaced > 0)?;
@@ -263,7 +301,7 @@ fn record(conn: &Connection, e: &Execution) -> Result<Done, Failure> {
     }
     conn.prepare_cached(
         "INSERT INTO executions (id, receiver, service, at, source, outcome, scale_from, scale_to, reason, detail, \
-         dry_run, alerts, dedup_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         dry_run, alerts, dedup_key, job) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(&values[..])?;
     Ok(Done::Inserted)

@@ -227,6 +227,9 @@ impl Writer {
                 Ok(done) => {
                     match (op, &done) {
                         (Op::Execution { execution, .. }, Done::Inserted) => delta.inserted(execution.receiver),
+                        (Op::Job { execution: Some(execution), .. }, Done::Inserted) => {
+                            delta.inserted(execution.receiver)
+                        }
                         (Op::DeleteReceiver(id), _) => delta.receiver_deleted(*id),
                         _ => {}
                     }
@@ -245,6 +248,7 @@ impl Writer {
     fn remember(&self, op: &Op, done: &Done) {
         match (op, done) {
             (Op::Execution { execution, .. }, _) => self.history.recorded(execution),
+            (Op::Job { execution: Some(execution), .. }, _) => self.history.recorded(execution),
             (Op::InsertReceiver(r), _) => self.receivers.stored(r),
             (Op::EditReceiver(..), Done::Updated(r)) => self.receivers.stored(r),
             (Op::DeleteReceiver(id), _) => self.receivers.removed(*id),

@@ -14,6 +14,7 @@
 mod awaiting_driver;
 mod service;
 mod ui;
+mod upgrade;
 mod validation;
 
 use reqwest::{Method, StatusCode};
@@ -128,4 +129,50 @@ pub async fn set_scale(app: &TestApp, n: u64) {
 pub fn assert_rancher_message(body: &Value, expected: &str) {
     let message = body["message"].as_str().unwrap_or_else(|| panic!("no message in {body}"));
     assert!(message.starts_with(expected), "message {message:?} does not begin with Rancher's {expected:?}");
+}
+
+/// Create (200), get, execute (2xx), list, delete (204): Rancher's `TestWebhookCreateAndExecute*`.
+pub async fn create_get_execute_list_delete(
+    app: &TestApp,
+    body: Value,
+    payload: Option<Value>,
+    check: impl Fn(&Value),
+) {
+    let (status, wh) = create_webhook(app, PROJECT, &body).await;
+    assert_eq!(status, StatusCode::OK, "StatusCode {status} means ConstructPayloadTest failed: {wh}");
+    let id = wh["id"].as_str().expect("id").to_owned();
+    let url = wh["url"].as_str().expect("url").to_owned();
+    assert!(!url.contains("&amp;") && !url.contains("\\u0026"), "Bad execute URL, contains escaped `&` character");
+    let self_link = format!("/v1-webhooks/receivers/{id}?projectId={PROJECT}");
+    for wh in [wh.clone(), rancher_request(app, Method::GET, &self_link, None).await.1] {
+        assert_eq!(
+            (wh["name"].as_str(), &wh["driver"], wh["id"].as_str()),
+            (Some("wh-name"), &body["driver"], Some(id.as_str()))
+        );
+        assert!(
+            wh["links"]["self"].as_str().unwrap_or("").ends_with(&self_link),
+            "Bad self URL: {}",
+            wh["links"]["self"]
+        );
+        check(&wh);
+    }
+    let mut trigger = app.http.post(&url);
+    if let Some(payload) = payload {
+        trigger = trigger.json(&payload);
+    }
+    let response = trigger.send().await.unwrap();
+    assert!(response.status().is_success(), "StatusCode {} means execute failed", response.status());
+    let (status, list) =
+        rancher_request(app, Method::GET, &format!("/v1-webhooks/receivers?projectId={PROJECT}"), None).await;
+    assert_eq!((status, list["data"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)), "Added webhook not listed");
+    check(&list["data"][0]);
+    let (status, _) = rancher_request(app, Method::DELETE, &self_link, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "StatusCode {status} means delete failed");
+    let (status, _) = execute(app, &url).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+pub async fn refused(app: &TestApp, body: Value, why: &str) {
+    let (status, answer) = create_webhook(app, PROJECT, &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {answer}");
 }

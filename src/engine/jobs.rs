@@ -1,0 +1,167 @@
+//! Runs jobs to the end: one task per job, its progress stored as it goes, resumed at start.
+//!
+//! A job rolls its services one after another, each under the service's lock (so a scale
+//! trigger waits instead of colliding). Backends' rollouts are idempotent, so resuming a
+//! step after a restart calls the backend again and it carries on where it stood. A backend
+//! that is unreachable is retried with backoff; anything else fails the job with the reason.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+
+use super::ServiceLocks;
+use crate::{
+    backend::{BackendError, Backends, RolloutObserver, RolloutPlan, RolloutProgress},
+    domain::{now_millis, Job, JobState, ServiceKey, StepState},
+    store::{Store, StoreError},
+};
+
+/// How long an unreachable backend is retried before the job fails.
+const UNAVAILABLE_FOR: Duration = Duration::from_secs(600);
+
+pub struct JobRunner {
+    store: Arc<dyn Store>,
+    backends: Arc<Backends>,
+    locks: Arc<ServiceLocks>,
+}
+
+/// The job being run, shared with the backend's progress reports.
+struct Running {
+    store: Arc<dyn Store>,
+    job: tokio::sync::Mutex<Job>,
+    step: std::sync::atomic::AtomicUsize,
+}
+
+impl Running {
+    /// Stores the job as it is now; a store that cannot write is retried (the state must
+    /// not be lost), and the job goes on meanwhile.
+    async fn save(&self) {
+        let job = self.job.lock().await.clone();
+        save(self.store.as_ref(), &job).await;
+    }
+}
+
+async fn save(store: &dyn Store, job: &Job) {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match store.save_job(job, None).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "could not store the job's progress; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl RolloutObserver for Running {
+    async fn progress(&self, progress: RolloutProgress) {
+        {
+            let mut job = self.job.lock().await;
+            let index = self.step.load(std::sync::atomic::Ordering::Relaxed);
+            let step = &mut job.steps[index];
+            (step.updated, step.total) = (progress.updated, progress.total);
+            job.updated = now_millis();
+        }
+        self.save().await;
+    }
+}
+
+impl JobRunner {
+    pub fn new(store: Arc<dyn Store>, backends: Arc<Backends>, locks: Arc<ServiceLocks>) -> Self {
+        Self { store, backends, locks }
+    }
+
+    /// Starts the jobs left running by a previous run of hookd.
+    pub async fn resume(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let jobs = self.store.running_jobs().await?;
+        let n = jobs.len();
+        for job in jobs {
+            tracing::info!(job = %job.id, "resuming a job left unfinished");
+            self.spawn(job);
+        }
+        Ok(n)
+    }
+
+    pub fn spawn(self: &Arc<Self>, job: Job) {
+        let runner = self.clone();
+        tokio::spawn(async move { runner.run(job).await });
+    }
+
+    async fn run(&self, job: Job) {
+        let id = job.id;
+        let Some(backend) = self.backends.by_name(&job.backend).cloned() else {
+            let mut job = job;
+            job.fail(format!("the backend {} is no longer configured", job.backend), now_millis());
+            save(self.store.as_ref(), &job).await;
+            return;
+        };
+        let plan = RolloutPlan {
+            batch_size: job.rollout.batch_size,
+            interval: Duration::from_secs(u64::from(job.rollout.interval_seconds)),
+            start_first: job.rollout.start_first,
+        };
+        let steps = job.steps.len();
+        let running = Running { store: self.store.clone(), job: tokio::sync::Mutex::new(job), step: 0.into() };
+        for index in 0..steps {
+            let (service, image) = {
+                let job = running.job.lock().await;
+                let step = &job.steps[index];
+                if step.state == StepState::Done {
+                    continue;
+                }
+                (step.service.clone(), step.image.clone())
+            };
+            let lock = self.locks.get(&ServiceKey::new(backend.name(), &service));
+            let _serialized = lock.lock().await;
+            running.step.store(index, std::sync::atomic::Ordering::Relaxed);
+            {
+                let mut job = running.job.lock().await;
+                let step = &mut job.steps[index];
+                step.state = StepState::Running;
+                step.started.get_or_insert_with(now_millis);
+            }
+            running.save().await;
+            let started = tokio::time::Instant::now();
+            let result = loop {
+                match backend.upgrade(&service, &image, plan, &running).await {
+                    Err(BackendError::Unavailable(why)) if started.elapsed() < UNAVAILABLE_FOR => {
+                        tracing::warn!(job = %id, %service, error = %why, "the backend is unavailable; retrying the rollout");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                    other => break other,
+                }
+            };
+            let mut job = running.job.lock().await;
+            let now = now_millis();
+            let step = &mut job.steps[index];
+            step.finished = Some(now);
+            match result {
+                Ok(()) => {
+                    step.state = StepState::Done;
+                    step.updated = step.total.max(step.updated);
+                    tracing::info!(job = %id, %service, %image, "service upgraded");
+                }
+                Err(e) => {
+                    step.state = StepState::Failed;
+                    step.error = Some(e.to_string());
+                    let why = format!("upgrading {service} to {image} failed: {e}");
+                    tracing::warn!(job = %id, error = %why, "upgrade job failed");
+                    job.fail(why, now);
+                    save(self.store.as_ref(), &job).await;
+                    return;
+                }
+            }
+            job.updated = now;
+            save(self.store.as_ref(), &job).await;
+        }
+        let mut job = running.job.into_inner();
+        if job.state == JobState::Running {
+            job.succeed(now_millis());
+            save(self.store.as_ref(), &job).await;
+            tracing::info!(job = %id, "upgrade job finished");
+        }
+    }
+}

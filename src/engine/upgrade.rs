@@ -1,0 +1,180 @@
+//! serviceUpgrade: from a registry push to a durable job (or a skip that says why).
+//!
+//! The decision is quick and answered at once; the rollout is a job that outlives the
+//! request. The job and the execution that started it are stored in one transaction
+//! before the 202, so a kill -9 right after the answer loses nothing: the job resumes.
+
+use sha2::{Digest, Sha256};
+
+use super::{Draft, Engine, EngineError, Report};
+use crate::{
+    backend::ServiceInfo,
+    domain::{
+        now_millis, upgrade::Mismatch, DedupKey, Effect, Job, JobId, JobState, JobStep, Outcome, Rollout,
+        ServiceUpgradeConfig, SkipReason, StepState,
+    },
+    payload::{registry::Push, TriggerPayload},
+};
+
+/// A push acted on within this window is a duplicate (a registry retrying its delivery).
+const PUSH_DEDUP_SECONDS: i64 = 600;
+
+/// What a push asks of the selected services, and why the others are left alone.
+struct Plan {
+    steps: Vec<JobStep>,
+    skipped: Vec<(String, Mismatch)>,
+}
+
+fn plan(config: &ServiceUpgradeConfig, services: &[ServiceInfo], pushes: &[Push]) -> Plan {
+    let mut steps = Vec::new();
+    let mut skipped = Vec::new();
+    for service in services {
+        // The first push that upgrades the service wins; otherwise its first mismatch.
+        let mut first_miss = None;
+        for push in pushes {
+            let Some(pushed) = push.image() else { continue };
+            match config.target(&service.labels, &service.image, &pushed, &push.tag, push.digest.as_deref()) {
+                Ok(image) => {
+                    steps.push(JobStep {
+                        service: service.id.clone(),
+                        from: service.image.clone(),
+                        image,
+                        state: StepState::Pending,
+                        updated: 0,
+                        total: service.desired,
+                        error: None,
+                        started: None,
+                        finished: None,
+                    });
+                    first_miss = None;
+                    break;
+                }
+                Err(miss) => {
+                    first_miss.get_or_insert(miss);
+                }
+            }
+        }
+        if let Some(miss) = first_miss {
+            skipped.push((service.id.to_string(), miss));
+        }
+    }
+    Plan { steps, skipped }
+}
+
+/// The skip reason for a push that upgrades nothing: how close it came.
+fn nothing_to_do(skipped: &[(String, Mismatch)]) -> (SkipReason, String) {
+    let selected: Vec<&(String, Mismatch)> = skipped.iter().filter(|(_, m)| *m != Mismatch::Selector).collect();
+    if selected.is_empty() {
+        return (SkipReason::NoService, "no service carries all of the receiver's serviceSelector labels".into());
+    }
+    let rank = |m: &Mismatch| match m {
+        Mismatch::Selector => 0,
+        Mismatch::Repository(_) => 1,
+        Mismatch::Tag(_) => 2,
+        Mismatch::Current => 3,
+    };
+    let best = selected.iter().map(|(_, m)| rank(m)).max().unwrap_or(0);
+    let reason = match best {
+        3 => SkipReason::Current,
+        2 => SkipReason::Tag,
+        _ => SkipReason::Repository,
+    };
+    let details: Vec<String> = selected
+        .iter()
+        .map(|(service, m)| match m {
+            Mismatch::Repository(why) | Mismatch::Tag(why) => format!("{service}: {why}"),
+            Mismatch::Current => format!("{service}: already runs the pushed image"),
+            Mismatch::Selector => String::new(),
+        })
+        .collect();
+    (reason, details.join("; "))
+}
+
+/// Identifies a push for dedup: its event ids, or what was pushed.
+fn push_key(pushes: &[Push]) -> DedupKey {
+    let mut hasher = Sha256::new();
+    for p in pushes {
+        hasher.update(b"push\0");
+        match &p.event_id {
+            Some(id) => hasher.update(id.as_bytes()),
+            None => {
+                for part in
+                    [p.registry.as_deref().unwrap_or(""), &p.repository, &p.tag, p.digest.as_deref().unwrap_or("")]
+                {
+                    hasher.update(part.as_bytes());
+                    hasher.update(b"\0");
+                }
+            }
+        }
+    }
+    DedupKey::from_digest(&hasher.finalize())
+}
+
+impl Engine {
+    pub(super) async fn service_upgrade(
+        &self,
+        config: &ServiceUpgradeConfig,
+        mut draft: Draft<'_>,
+    ) -> Result<Report, EngineError> {
+        let receiver = draft.receiver;
+        let pushes = match &draft.request.payload {
+            TriggerPayload::Registry { pushes, .. } => pushes.clone(),
+            _ => Vec::new(),
+        };
+        if pushes.is_empty() {
+            let detail = "the notification holds no push of a tagged image".to_owned();
+            return self.settle(draft.skip(SkipReason::NoPush, detail)).await;
+        }
+        let backend = self
+            .backends
+            .for_project(&receiver.project)
+            .ok_or_else(|| EngineError::NoBackend(receiver.project.to_string()))?
+            .clone();
+        let key = draft.request.idempotency_key.unwrap_or_else(|| push_key(&pushes));
+        draft.dedup_key = Some(key);
+        let since = now_millis() - PUSH_DEDUP_SECONDS * 1000;
+        if let Some(same) = self.store.last_decided(receiver.id, &key, since).await? {
+            let detail = format!("the same push was acted on as execution {}", same.execution);
+            return self.settle(draft.skip(SkipReason::Duplicate, detail)).await;
+        }
+        let services = match backend.list_services().await {
+            Ok(services) => services,
+            Err(e) => return self.failed(&draft, e).await,
+        };
+        let Plan { steps, skipped } = plan(config, &services, &pushes);
+        if steps.is_empty() {
+            let (reason, detail) = nothing_to_do(&skipped);
+            return self.settle(draft.skip(reason, detail)).await;
+        }
+        let targets: Vec<String> = steps.iter().map(|s| format!("{} → {}", s.service, s.image)).collect();
+        let reason = format!("upgrading {} service(s)", steps.len());
+        if draft.request.dry_run {
+            let execution = draft.build(Outcome::Started, Effect::None, reason, targets.join("; "));
+            return self.settle(execution).await;
+        }
+        let now = now_millis();
+        let job = Job {
+            id: JobId::generate(),
+            receiver: receiver.id,
+            project: receiver.project.clone(),
+            execution: draft.id,
+            backend: backend.name().to_owned(),
+            state: JobState::Running,
+            rollout: Rollout {
+                batch_size: config.batch_size,
+                interval_seconds: config.interval_seconds,
+                start_first: config.start_first,
+            },
+            steps,
+            error: None,
+            created: now,
+            updated: now,
+            finished: None,
+        };
+        let execution = draft.build(Outcome::Started, Effect::Job(job.id), reason, targets.join("; "));
+        self.store.save_job(&job, Some(&execution)).await?;
+        tracing::info!(job = %job.id, receiver = %receiver.id, services = job.steps.len(), "started an upgrade job");
+        self.jobs.spawn(job);
+        Ok(Report { execution, retry: false })
+    }
+}
