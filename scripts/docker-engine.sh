@@ -3,7 +3,9 @@
 # test image on it. Usage: scripts/docker-engine.sh start DIR [--swarm] [dockerd flags...]
 #                          scripts/docker-engine.sh halt DIR   (stop dockerd, keep its data)
 #                          scripts/docker-engine.sh stop DIR   (stop dockerd, remove DIR)
-# After `start`, DIR/docker.sock is the engine's socket.
+# After `start`, DIR/docker.sock is the engine's socket. `--bridge=NAME` (NAME not `none`)
+# creates that bridge when missing: an engine on a bridge of its own is not disturbed by
+# another engine started with `--bridge=none`, which deletes `docker0` at start.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -16,6 +18,19 @@ start)
   swarm=no
   if [ "${1:-}" = "--swarm" ]; then swarm=yes; shift; fi
   mkdir -p "$dir"
+  for flag in "$@"; do
+    case "$flag" in
+    --bridge=none) ;;
+    --bridge=*)
+      bridge="${flag#--bridge=}"
+      if ! ip link show "$bridge" >/dev/null 2>&1; then
+        ip link add "$bridge" type bridge
+        ip addr add "${HOOKD_TEST_BRIDGE_CIDR:-10.213.0.1/16}" dev "$bridge"
+        ip link set "$bridge" up
+      fi
+      ;;
+    esac
+  done
   dockerd --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
     -H "unix://$dir/docker.sock" "$@" >"$dir/dockerd.log" 2>&1 &
   export DOCKER_HOST="unix://$dir/docker.sock"

@@ -20,6 +20,7 @@ NEEDED=(
   "chromedriver:chromium-driver"
   "socat:socat"
   "openssl:openssl"
+  "ip:iproute2"
 )
 
 missing=()
@@ -47,7 +48,8 @@ cleanup() {
   rm -f "${results:-}"
 }
 trap cleanup EXIT
-./scripts/docker-engine.sh start "$docker_dir" --swarm
+# On a bridge of its own: the outage test's private engine (--bridge=none) deletes docker0.
+./scripts/docker-engine.sh start "$docker_dir" --swarm --bridge=hookd-test0
 export HOOKD_TEST_DOCKER_HOST="unix://$docker_dir/docker.sock"
 
 log "cargo test"

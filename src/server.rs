@@ -65,6 +65,7 @@ impl App {
             metrics_on_main: config.metrics_listen.is_none(),
             sessions: Default::default(),
             failed_auth: Default::default(),
+            sign_ins: tokio::sync::Semaphore::new(crate::http::SIGN_INS_AT_ONCE),
         });
         let metrics_listener = match config.metrics_listen {
             Some(address) => Some(

@@ -46,6 +46,8 @@ async function api(method, path, body) {
 }
 
 const KINDS = { scaleService: "Scale a Service" };
+// Drivers the API has that this form cannot edit yet: shown, not offered.
+const SHOWN_KINDS = { ...KINDS, serviceUpgrade: "Upgrade Services" };
 
 function main() {
   return document.getElementById("main");
@@ -129,7 +131,7 @@ async function receiversPage() {
   const rows = page.data.map((r) => h("tr", { "data-test": "receiver-row", "data-name": r.name },
     h("td", {}, badge(r.state)),
     h("td", { class: "name", title: r.name }, h("a", { href: `#/receivers/${r.id}`, text: r.name })),
-    h("td", { class: "hide-sm", text: KINDS[r.driver] || r.driver }),
+    h("td", { class: "hide-sm", text: SHOWN_KINDS[r.driver] || r.driver }),
     h("td", { class: "detail", text: r.description }),
     h("td", { class: "url-cell" }, r.url ? copyField(r.url, `Trigger URL of ${r.name}`) : h("span", { class: "muted", text: "hidden (read-only)" })),
     h("td", { class: "menu-cell" }, optionsMenu(r))));
@@ -231,14 +233,48 @@ function historyTable(executions) {
     h("tbody", {}, executions.map((e) => h("tr", { "data-test": "history-row" },
       h("td", { text: new Date(e.at).toLocaleString() }),
       h("td", {}, badge(e.outcome), e.dryRun ? h("span", { class: "muted", text: " dry run" }) : null),
-      h("td", { text: e.from !== null && e.to !== null ? `${e.from} → ${e.to}` : "–" }),
+      h("td", { text: e.from !== null && e.to !== null ? `${e.from} → ${e.to}` : e.job ? "job" : "–" }),
       h("td", { text: e.detail ? `${e.reason}: ${e.detail}` : e.reason }),
       h("td", { class: "muted", text: e.source }))))));
 }
 
+function jobsTable(jobs) {
+  if (jobs.length === 0) return h("p", { class: "muted", "data-test": "no-jobs", text: "No upgrades yet." });
+  return h("div", { class: "table-wrap" }, h("table", { "data-test": "jobs" },
+    h("thead", {}, h("tr", {}, ["Started", "State", "Service", "Progress", "Image", "Error"].map((t) => h("th", { text: t })))),
+    h("tbody", {}, jobs.flatMap((j) => j.services.map((s) => h("tr", { "data-test": "job-row", "data-job": j.id },
+      h("td", { text: new Date(j.created).toLocaleString() }),
+      h("td", {}, badge(s.state === "done" ? "succeeded" : s.state === "pending" ? j.state : s.state)),
+      h("td", { class: "name", text: s.service }),
+      h("td", { text: `${s.updated}/${s.total}` }),
+      h("td", { class: "muted", text: `${s.from} → ${s.image}` }),
+      h("td", { class: "muted", text: s.error || j.error || "" })))))));
+}
+
+function configRows(r) {
+  const row = (term, text) => [h("dt", { text: term }), h("dd", { text })];
+  const rows = [row("Kind", SHOWN_KINDS[r.driver] || r.driver)];
+  if (r.driver === "serviceUpgrade") {
+    const u = r.serviceUpgradeConfig;
+    const labels = Object.entries(u.serviceSelector).map(([k, v]) => `${k}=${v}`).join(", ");
+    rows.push(row("Services labelled", labels),
+      row("Tag", `${u.tag || "any"} (${u.tagPolicy}${u.semverBound && u.tagPolicy === "semver" ? `, up to a ${u.semverBound} step` : ""})`),
+      row("Repository", u.repository || "the one each service runs"),
+      row("Rollout", `${u.batchSize} at a time, ${u.intervalMillis} s apart${u.startFirst ? ", new before old" : ""}`));
+  } else {
+    const c = r.scaleServiceConfig;
+    rows.push(row("Service", c.serviceId),
+      row("Action", `${c.action === "up" ? "Scale up" : "Scale down"} by ${c.amount}, between ${c.min} and ${c.max}`),
+      row("Cooldowns", `up ${cooldownText(c.cooldownUpSeconds, 0)}, down ${cooldownText(c.cooldownDownSeconds, 300)}`),
+      row("On resolved", c.onResolved),
+      row("Duplicate window", `${c.dedupSeconds} s`));
+  }
+  return rows.flat();
+}
+
 async function receiverPage(id) {
   const r = await api("GET", `/v1-webhooks/receivers/${id}`);
-  const c = r.scaleServiceConfig;
+  const upgrade = r.driver === "serviceUpgrade";
   const readOnly = session.role === "read-only";
   const result = h("div", { "data-test": "trigger-result", "aria-live": "polite" });
   const fire = async (dry) => {
@@ -249,41 +285,40 @@ async function receiverPage(id) {
     refresh();
   };
   const history = h("div", {});
+  const jobs = h("div", {});
   const refresh = async () => {
     const page = await api("GET", `/v1-webhooks/receivers/${id}/executions?limit=50`);
     history.replaceChildren(historyTable(page.data));
+    if (upgrade) jobs.replaceChildren(jobsTable((await api("GET", `/v1-webhooks/receivers/${id}/jobs`)).data));
   };
   const snippet = h("pre", { class: "snippet", "data-test": "snippet" });
   show(
     h("div", { class: "head" },
       h("h1", {}, r.name, " ", badge(r.state)),
       !readOnly && h("div", { class: "actions" },
-        h("a", { class: "btn secondary", href: `#/receivers/${r.id}/edit`, text: "Edit" }),
-        h("a", { class: "btn secondary", href: `#/receivers/new?clone=${r.id}`, text: "Clone" }),
+        !upgrade && h("a", { class: "btn secondary", href: `#/receivers/${r.id}/edit`, text: "Edit" }),
+        !upgrade && h("a", { class: "btn secondary", href: `#/receivers/new?clone=${r.id}`, text: "Clone" }),
         h("button", { type: "button", class: "btn secondary", text: r.enabled ? "Disable" : "Enable", onclick: () => act(r, r.enabled ? "disable" : "enable") }),
         h("button", { type: "button", class: "btn danger", text: "Delete", onclick: () => act(r, "delete", `Delete "${r.name}"? Its trigger URL stops working at once.`) }))),
     h("section", { class: "panel" },
       h("h2", { text: r.description }),
-      h("dl", { class: "config" },
-        h("dt", { text: "Kind" }), h("dd", { text: KINDS[r.driver] || r.driver }),
-        h("dt", { text: "Service" }), h("dd", { text: c.serviceId }),
-        h("dt", { text: "Action" }), h("dd", { text: `${c.action === "up" ? "Scale up" : "Scale down"} by ${c.amount}, between ${c.min} and ${c.max}` }),
-        h("dt", { text: "Cooldowns" }), h("dd", { text: `up ${cooldownText(c.cooldownUpSeconds, 0)}, down ${cooldownText(c.cooldownDownSeconds, 300)}` }),
-        h("dt", { text: "On resolved" }), h("dd", { text: c.onResolved }),
-        h("dt", { text: "Duplicate window" }), h("dd", { text: `${c.dedupSeconds} s` })),
+      h("dl", { class: "config" }, configRows(r)),
       r.url && h("div", {},
         h("h2", { style: null, text: "Trigger URL" }),
         copyField(r.url),
-        h("div", { class: "actions", style: null },
-          h("button", { type: "button", class: "btn", "data-test": "send-test", text: "Send test trigger", onclick: () => fire(false) }),
-          h("button", { type: "button", class: "btn secondary", "data-test": "dry-run", text: "Dry run", onclick: () => fire(true) })),
+        upgrade
+          ? h("p", { class: "muted", text: "Give this URL to your registry's webhook settings: a push of a matching tag upgrades the services." })
+          : h("div", { class: "actions", style: null },
+            h("button", { type: "button", class: "btn", "data-test": "send-test", text: "Send test trigger", onclick: () => fire(false) }),
+            h("button", { type: "button", class: "btn secondary", "data-test": "dry-run", text: "Dry run", onclick: () => fire(true) })),
         result)),
+    upgrade && h("section", { class: "panel" }, h("h2", { text: "Upgrades" }), jobs),
     h("section", { class: "panel" }, h("h2", { text: "Execution history" }), history),
-    r.url && h("section", { class: "panel" }, h("h2", { text: "Alertmanager configuration" }),
+    r.url && !upgrade && h("section", { class: "panel" }, h("h2", { text: "Alertmanager configuration" }),
       h("p", { class: "muted", text: "Paste this into alertmanager.yml. It contains the trigger URL: keep it secret." }), snippet));
   await refresh();
   every(2000, refresh);
-  if (r.url) snippet.textContent = await api("GET", `/v1-webhooks/receivers/${id}/alertmanager-config`);
+  if (r.url && !upgrade) snippet.textContent = await api("GET", `/v1-webhooks/receivers/${id}/alertmanager-config`);
 }
 
 async function servicesPage() {

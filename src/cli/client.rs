@@ -185,7 +185,7 @@ pub struct ServicesArgs {
     json: bool,
 }
 
-struct Api {
+pub(super) struct Api {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
@@ -206,7 +206,7 @@ fn http_client(args: &ClientArgs) -> anyhow::Result<reqwest::Client> {
 }
 
 impl Api {
-    fn new(args: &ClientArgs) -> anyhow::Result<Self> {
+    pub(super) fn new(args: &ClientArgs) -> anyhow::Result<Self> {
         Ok(Self {
             http: http_client(args)?,
             base: args.url.trim_end_matches('/').to_owned(),
@@ -228,7 +228,12 @@ impl Api {
         request.send().await.with_context(|| format!("could not reach hookd at {}", self.base))
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    pub(super) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         answer(self.send(method, path, body).await?).await
     }
 }
@@ -247,11 +252,11 @@ async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
     }
 }
 
-fn print_json(value: &Value) {
+pub(super) fn print_json(value: &Value) {
     println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+pub(super) fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 

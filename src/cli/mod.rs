@@ -2,6 +2,7 @@
 
 mod client;
 mod demo;
+mod jobs;
 mod serve;
 
 use std::process::ExitCode;
@@ -34,6 +35,9 @@ enum Command {
     Executions(client::ExecutionsArgs),
     /// List the services of a project's backend with their current scale.
     Services(client::ServicesArgs),
+    /// Follow long actions (upgrades): list, get, watch.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
     /// A tiny worker process used by `hookd demo` as its sample service.
     #[command(hide = true)]
     SampleWorker,
@@ -72,6 +76,7 @@ pub fn main() -> ExitCode {
             Command::Trigger(args) => client::trigger(args).await,
             Command::Executions(args) => client::executions(args).await,
             Command::Services(args) => client::services(args).await,
+            Command::Jobs(cmd) => jobs::run(cmd).await,
             Command::SampleWorker => demo::sample_worker().await,
             Command::KeepReplica(_) => unreachable!("handled before the runtime starts"),
         }

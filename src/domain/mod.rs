@@ -207,11 +207,11 @@ pub struct Execution {
 }
 
 impl Execution {
-    /// A decision counts for dedup and cooldown: it scaled or found the bound, for real.
-    /// Dry runs, skips and failures do not.
+    /// A decision counts for dedup and cooldown: it scaled, found the bound, or started a
+    /// job, for real. Dry runs, skips, failures and refusals (a 400: a retry must get the
+    /// same answer, not "duplicate") do not.
     pub fn is_decision(&self) -> bool {
-        matches!(self.outcome, Outcome::Scaled | Outcome::Unchanged | Outcome::Refused | Outcome::Started)
-            && !self.dry_run
+        matches!(self.outcome, Outcome::Scaled | Outcome::Unchanged | Outcome::Started) && !self.dry_run
     }
 }
 

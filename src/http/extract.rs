@@ -154,8 +154,17 @@ fn humanize(path: &str, error: &serde_json::Error) -> String {
 
 /// Query parameters, with a clear 400 when they don't parse.
 pub fn parse_query<T: DeserializeOwned>(query: Option<&str>) -> Result<T, ApiError> {
-    serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query parameters: {e}")))
+    serde_urlencoded::from_str(query.unwrap_or("")).map_err(|e| {
+        let text = e.to_string();
+        let message = match text.strip_prefix("duplicate field `").and_then(|rest| rest.split('`').next()) {
+            Some(field) => format!("the query parameter {field} is given more than once"),
+            None if ["integer", "digit", "number"].iter().any(|w| text.contains(w)) => {
+                "a query parameter that takes a number (such as limit) is not a whole number in range".to_owned()
+            }
+            None => "the query parameters could not be read".to_owned(),
+        };
+        ApiError::bad_request("invalid_query", message)
+    })
 }
 
 /// The client's address (the TCP peer: hookd does not trust forwarding headers).
@@ -181,6 +190,7 @@ pub fn basic_token(headers: &HeaderMap) -> Option<String> {
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let credentials = String::from_utf8(decoded).ok()?;
     let (user, password) = credentials.split_once(':').unwrap_or((&credentials, ""));
+    let (user, password) = (user.trim(), password.trim());
     let token = if password.is_empty() { user } else { password };
     (!token.is_empty()).then(|| token.to_owned())
 }
@@ -192,6 +202,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     /// request that changes something).
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
         let peer = client_address(parts);
+        let _serialized = state.failed_auth.serialize(peer).await;
         state.failed_auth.check(peer, state.limits.failed_auth_per_minute).map_err(too_many_failures)?;
         let basic = basic_token(&parts.headers);
         if let Some(token) = bearer_token(&parts.headers).or(basic.as_deref()) {

@@ -22,13 +22,35 @@ const ADDRESSES: usize = 100_000;
 
 /// Failed sign-ins and API token checks per client address, in one-minute windows: past
 /// the limit, the address gets 429 until its window ends, so tokens can't be guessed fast.
-#[derive(Default)]
-pub struct FailedAuth(Mutex<HashMap<IpAddr, (Instant, u32)>>);
+///
+/// One address's checks run one at a time ([`FailedAuth::serialize`]): otherwise a burst
+/// of concurrent guesses would all pass the check before the first failure was counted.
+pub struct FailedAuth {
+    table: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// Striped by address: a check is a few microseconds, so sharing a stripe costs little.
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+const STRIPES: usize = 64;
+
+impl Default for FailedAuth {
+    fn default() -> Self {
+        Self { table: Mutex::default(), stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect() }
+    }
+}
 
 impl FailedAuth {
+    /// Held from the check to the counting of its outcome.
+    pub async fn serialize(&self, address: IpAddr) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        address.hash(&mut hasher);
+        self.stripes[hasher.finish() as usize % STRIPES].lock().await
+    }
+
     /// `Err(seconds to wait)` when `address` used up its failures in this window.
     pub fn check(&self, address: IpAddr, limit: u32) -> Result<(), u64> {
-        let map = self.0.lock().expect("failed auth table");
+        let map = self.table.lock().expect("failed auth table");
         match map.get(&address) {
             Some((start, count)) if *count >= limit && start.elapsed() < WINDOW => {
                 Err((WINDOW - start.elapsed()).as_secs().max(1))
@@ -38,7 +60,7 @@ impl FailedAuth {
     }
 
     pub fn failed(&self, address: IpAddr) {
-        let mut map = self.0.lock().expect("failed auth table");
+        let mut map = self.table.lock().expect("failed auth table");
         if map.len() >= ADDRESSES {
             map.retain(|_, (start, _)| start.elapsed() < WINDOW);
             if map.len() >= ADDRESSES {

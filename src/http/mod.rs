@@ -58,6 +58,8 @@ pub struct AppState {
     pub metrics_on_main: bool,
     pub sessions: crate::session::Sessions,
     pub failed_auth: guard::FailedAuth,
+    /// Sign-in bodies being read at once (the only body read before authentication).
+    pub sign_ins: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -94,6 +96,9 @@ impl AppState {
         Ok((project, backend))
     }
 }
+
+/// Sign-ins whose bodies are read at once; more wait for a 429 and retry.
+pub const SIGN_INS_AT_ONCE: usize = 32;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const TRIGGER_PATH: &str = "/v1-webhooks/endpoint";

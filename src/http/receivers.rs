@@ -25,9 +25,9 @@ use crate::{
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
-/// The page size of `limit=-1` ("all", which the Rancher UI always asks for); a longer
-/// list still has a `next` link, which the UI follows.
-const ALL_LIMIT: u32 = 10_000;
+/// The page size of `limit=-1` ("all", which the Rancher UI always asks for): pages of the
+/// largest size, each with a `next` link to the rest, which the UI follows.
+const ALL_LIMIT: u32 = MAX_LIMIT;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

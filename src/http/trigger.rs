@@ -37,18 +37,23 @@ struct TriggerQuery<'a> {
     dry_run: Option<Cow<'a, str>>,
     /// Rancher's URLs carried it; when given, it must name the token's project.
     project_id: Option<Cow<'a, str>>,
+    /// A parameter given twice (`token` and `key` count as one): which one wins would be a guess.
+    repeated: Option<&'static str>,
 }
 
 impl<'a> TriggerQuery<'a> {
     fn parse(query: Option<&'a str>) -> Self {
         let mut parsed = Self::default();
         for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            match key.as_ref() {
+            let (slot, name) = match key.as_ref() {
                 // Rancher 1.6 called it `key`.
-                "token" | "key" => parsed.token = Some(value),
-                "dryRun" => parsed.dry_run = Some(value),
-                "projectId" => parsed.project_id = Some(value),
-                _ => {}
+                "token" | "key" => (&mut parsed.token, "token"),
+                "dryRun" => (&mut parsed.dry_run, "dryRun"),
+                "projectId" => (&mut parsed.project_id, "projectId"),
+                _ => continue,
+            };
+            if slot.replace(value).is_some() {
+                parsed.repeated.get_or_insert(name);
             }
         }
         parsed
@@ -126,6 +131,9 @@ enum Refusal {
 /// Verifies the trigger token of a request, before any routing or logging.
 fn verify(state: &AppState, req: &Request) -> Result<TriggerClaims, Refusal> {
     let query = TriggerQuery::parse(req.uri().query());
+    if query.repeated == Some("token") {
+        return Err(Refusal::InvalidToken);
+    }
     let token = query.token.as_deref().or_else(|| bearer_token(req.headers())).ok_or(Refusal::NoToken)?;
     state.keys.verify(token).map_err(|_| Refusal::InvalidToken)
 }
@@ -218,6 +226,10 @@ pub async fn trigger(
 ) -> Result<Response, ApiError> {
     let query = TriggerQuery::parse(q.as_deref());
     let (parts, body) = request.into_parts();
+    if let Some(name) = query.repeated {
+        let message = format!("the query parameter {name} is given more than once");
+        return Err(reject(&state, ApiError::bad_request("invalid_query", message)));
+    }
     let dry_run = dry_run(query.dry_run.as_deref()).map_err(|e| reject(&state, e))?;
     if let Some(project) = query.project_id.as_deref().filter(|p| *p != claims.project.as_str()) {
         let message = format!("Invalid projectId {project:?}: this trigger URL belongs to another project");

@@ -78,8 +78,20 @@ pub async fn sign_in(State(state): State<Arc<AppState>>, request: Request) -> Re
     let (parts, body) = request.into_parts();
     let peer = client_address(&parts);
     state.failed_auth.check(peer, state.limits.failed_auth_per_minute).map_err(too_many_failures)?;
+    // Nobody is known yet: a few bodies at a time, so slow senders can't hold the connection cap.
+    let _reading = state.sign_ins.try_acquire().map_err(|_| {
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_sign_ins",
+            "too many sign-ins are in progress; try again in a moment",
+        );
+        error.retry_after = Some(1);
+        error
+    })?;
     let request = Request::from_parts(parts, body);
     let body: SignIn = json_body(request, &state, state.limits.unauthenticated_body_bytes).await?;
+    let _serialized = state.failed_auth.serialize(peer).await;
+    state.failed_auth.check(peer, state.limits.failed_auth_per_minute).map_err(too_many_failures)?;
     let token = state.store.api_token_by_hash(&hash_token(body.token.trim())).await?.ok_or_else(|| {
         state.failed_auth.failed(peer);
         ApiError::unauthorized("this API token is not valid").with_field("token")

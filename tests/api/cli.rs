@@ -182,3 +182,28 @@ async fn issue_10_the_cli_speaks_https() {
     let stderr = String::from_utf8_lossy(&untrusted.stderr);
     assert!(stderr.contains(&https) && stderr.to_lowercase().contains("certificate"), "{stderr}");
 }
+
+/// Issue 12: the CLI shows serviceUpgrade receivers and follows a job to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_can_be_listed_and_watched_from_the_command_line() {
+    let app = spawn_app().await;
+    let (status, r) = app
+        .create_receiver(serde_json::json!({"name": "deploy", "driver": "serviceUpgrade",
+            "serviceUpgradeConfig": {"serviceSelector": {"app": "web"}, "tag": "2.0", "intervalMillis": 1}}))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{r}");
+    let id = r["id"].as_str().unwrap();
+    let (ok, out, err) = hookd(&app, &["receivers", "get", id]).await;
+    assert!(ok && out.contains("Upgrade services labelled app=web"), "{out}{err}");
+    let push = serde_json::json!({"image": "example/web:2.0"}).to_string();
+    let (status, answer) = app.notify(r["url"].as_str().unwrap(), &push).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{answer}");
+    let job = answer["job"].as_str().unwrap();
+    let (ok, out, err) = hookd(&app, &["jobs", "watch", job]).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("succeeded") && out.contains("example/web:2.0"), "{out}");
+    let (ok, out, _) = hookd(&app, &["jobs", "list", id]).await;
+    assert!(ok && out.contains(job), "{out}");
+    let (ok, out, _) = hookd(&app, &["executions", id]).await;
+    assert!(ok && out.contains("started"), "{out}");
+}

@@ -399,3 +399,49 @@ async fn compose_rolls_three_replicas_one_at_a_time_both_orders() {
     assert_eq!(docker(&host, &ps).await, ids);
     compose(&host, &file, &project, &["down", "-t", "1"]).await;
 }
+
+/// Issue 12 end to end on Swarm: a registry v2 notification through the trigger URL
+/// starts a job that rolls the labelled service onto `:2`, two replicas at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker engine: ./scripts/test.sh starts one"]
+async fn a_registry_push_rolls_a_swarm_service_through_a_job() {
+    let host = engine();
+    let v2 = image(&host, "hookd-test/sleeper:2", 2);
+    let app = crate::docker::app_on(&host).await;
+    let name = unique("pushed");
+    docker(
+        &host,
+        &["service", "create", "--detach", "--name", &name, "--label", "deploy=push", "--replicas", "4", IMAGE],
+    )
+    .await;
+    let body = serde_json::json!({"name": "deploy", "driver": "serviceUpgrade", "serviceUpgradeConfig": {
+        "serviceSelector": {"deploy": "push"}, "tag": "2", "batchSize": 2, "intervalMillis": 1}});
+    let (status, r) = app.request(reqwest::Method::POST, "/v1-webhooks/receivers?projectId=dock", Some(body)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{r}");
+    let envelope = serde_json::json!({"events": [{"id": unique("event"), "action": "push",
+        "target": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "repository": "hookd-test/sleeper",
+                   "tag": "2", "digest": null},
+        "request": {"host": "docker.io"}}]});
+    let started = Instant::now();
+    let (status, answer) = app.notify(r["url"].as_str().unwrap(), &envelope.to_string()).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{answer}");
+    let job_path = answer["jobUrl"].as_str().unwrap().strip_prefix(&app.base).unwrap().to_owned();
+    let mut job = Value::Null;
+    for _ in 0..240 {
+        job = app.get(&job_path).await.1;
+        if job["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let took = started.elapsed();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["services"][0]["image"], v2);
+    let parallelism = inspect_service(&host, &name, "{{.Spec.UpdateConfig.Parallelism}}").await;
+    assert_eq!(parallelism.trim(), "2");
+    let running: Vec<String> = tasks(&host, &name).await.into_iter().filter(|t| t.contains(" Running")).collect();
+    assert_eq!(running.len(), 4, "{running:?}");
+    assert!(running.iter().all(|t| t.starts_with(v2)), "{running:?}");
+    eprintln!("a push rolled 4 Swarm replicas to :2, 2 at a time, in {took:?}");
+    docker(&host, &["service", "rm", &name]).await;
+}

@@ -12,6 +12,7 @@ mod docker_outage;
 mod docker_rollout;
 mod durability;
 mod edge;
+mod edge_review;
 mod faults;
 mod helpers;
 mod local_backend;

@@ -256,3 +256,38 @@ async fn sessions_need_the_csrf_token_to_change_anything() {
     let page = http.get(format!("{}/", app.base)).send().await.unwrap();
     assert!(page.text().await.unwrap().contains("/ui/app.js"), "/ redirects to the UI");
 }
+
+/// Issue 12: an upgrade receiver's page shows its rollout settings and its jobs' progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver: ./scripts/test.sh installs them"]
+async fn an_upgrade_receivers_page_shows_its_jobs() {
+    require("chromium");
+    require("chromedriver");
+    let app = spawn_app().await;
+    let (status, r) = app
+        .create_receiver(json!({"name": "deploy", "driver": "serviceUpgrade",
+            "serviceUpgradeConfig": {"serviceSelector": {"app": "web"}, "tag": "2.0", "intervalMillis": 1}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let (status, answer) =
+        app.notify(r["url"].as_str().unwrap(), &json!({"image": "example/web:2.0"}).to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let b = browser().await;
+    let c = &b.client;
+    c.goto(&format!("{}/", app.base)).await.unwrap();
+    set(c, "#f-token", &app.token).await;
+    css(c, "form[data-test=sign-in] button").await.click().await.unwrap();
+    css(c, "tr[data-name='deploy']").await;
+    assert!(text_of(c, "tr[data-name='deploy']").await.contains("Upgrade Services"));
+    c.goto(&format!("{}/ui/#/receivers/{}", app.base, r["id"].as_str().unwrap())).await.unwrap();
+    text_appears(c, "Services labelled").await;
+    text_appears(c, "1 at a time, 1 s apart").await;
+    css(c, "[data-test=job-row]").await;
+    text_appears(c, "example/web:1.0 → example/web:2.0").await;
+    let done =
+        eventually(Duration::from_secs(15), || async { text_of(c, "[data-test=jobs]").await.contains("succeeded") })
+            .await;
+    assert!(done, "{}", text_of(c, "[data-test=jobs]").await);
+    assert!(text_of(c, "main").await.contains("job"), "the history names the job");
+    screenshot(c, "upgrade-receiver").await;
+}

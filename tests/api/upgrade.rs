@@ -64,9 +64,11 @@ async fn a_docker_hub_push_upgrades_the_matching_local_service_in_batches() {
     app.wait_for_processes("web", 4).await;
     let r = upgrade_receiver(&app, "web-deploy", json!({"batchSize": 2, "intervalMillis": 1})).await;
     assert_eq!(r["serviceUpgradeConfig"]["type"], "serviceUpgrade");
+    let started = std::time::Instant::now();
     let (status, answer) = push(&app, &r, &docker_hub("example/web", "2.0")).await;
     assert_eq!((status, answer["outcome"].as_str()), (StatusCode::ACCEPTED, Some("started")), "{answer}");
     let job = finished(&app, answer["jobUrl"].as_str().expect("jobUrl")).await;
+    eprintln!("local: a push rolled 4 processes, 2 at a time, 1 s apart, in {:?}", started.elapsed());
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["services"][0]["image"], "example/web:2.0");
     assert_eq!((job["services"][0]["updated"].as_u64(), job["services"][0]["total"].as_u64()), (Some(4), Some(4)));
@@ -193,4 +195,57 @@ async fn a_job_survives_a_kill_9_of_hookd_and_finishes() {
     app.restart().await;
     app.wait_for_processes("web", 3).await;
     assert_eq!(images(&app, "web"), vec!["example/web:2.0"; 3], "the new image is durable");
+}
+
+/// Every registry format, from its sample in `tests/fixtures/registry/`, through a real
+/// HTTP trigger: each push upgrades a local service running the pushed repository, and an
+/// envelope without a push of a tagged image is skipped.
+#[tokio::test]
+async fn every_registry_format_through_a_real_trigger() {
+    use hookd::payload::registry;
+    let mut samples = Vec::new();
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/registry")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let body = std::fs::read_to_string(&path).unwrap();
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let (format, pushes) = registry::parse(body.as_bytes(), None).expect("every sample parses");
+            samples.push((name, format, pushes, body));
+        }
+    }
+    assert!(samples.len() >= 8, "a sample per format");
+    let with_push: Vec<_> = samples.iter().filter(|(_, _, p, _)| !p.is_empty()).cloned().collect();
+    let marker_services = with_push.clone();
+    let app = spawn_app_with(move |c| {
+        let template = c.backends[0].services[0].clone();
+        for (i, (name, _, pushes, _)) in marker_services.iter().enumerate() {
+            let image = pushes[0].image().expect("an image");
+            let mut service = template.clone();
+            service.name = format!("fmt{i}");
+            service.image = image.with_tag("0.0.1-old", None);
+            service.labels = [("fmt".to_owned(), name.clone())].into();
+            service.env.insert("HOOKD_TEST_MARKER".into(), format!("x/fmt{i}"));
+            c.backends[0].services.push(service);
+        }
+    })
+    .await;
+    let mut formats = std::collections::BTreeSet::new();
+    for (i, (name, format, pushes, body)) in with_push.iter().enumerate() {
+        let r =
+            upgrade_receiver(&app, name, json!({"serviceSelector": {"fmt": name}, "tag": ".*", "tagPolicy": "regex"}))
+                .await;
+        let (status, answer) = push(&app, &r, body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{name} ({}): {answer}", format.as_str());
+        let job = finished(&app, answer["jobUrl"].as_str().unwrap()).await;
+        assert_eq!(job["state"], "succeeded", "{name}: {job}");
+        let expected = pushes[0].image().unwrap().with_tag(&pushes[0].tag, pushes[0].digest.as_deref());
+        assert_eq!(job["services"][0]["image"], expected.as_str(), "{name}: fmt{i}");
+        formats.insert(format.as_str());
+    }
+    assert_eq!(formats.len(), registry::PayloadFormat::ALL.len(), "every format acted: {formats:?}");
+    for (name, _, _, body) in samples.iter().filter(|(_, _, p, _)| p.is_empty()) {
+        let r = upgrade_receiver(&app, &format!("none-{name}"), json!({})).await;
+        let (status, answer) = push(&app, &r, body).await;
+        assert_eq!((status, answer["reason"].as_str()), (StatusCode::OK, Some("no_push")), "{name}: {answer}");
+    }
 }

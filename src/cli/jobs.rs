@@ -1,0 +1,116 @@
+//! `hookd jobs`: long actions (upgrades) and their progress.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use super::{
+    client::{print_json, str_of, Api},
+    ClientArgs,
+};
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// A receiver's jobs, newest first.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The receiver's id.
+        receiver: String,
+        /// Print the JSON the API answered.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job and each service's progress.
+    Get(JobArgs),
+    /// Follows a job until it finishes; exits non-zero if it failed.
+    Watch(JobArgs),
+}
+
+#[derive(Args)]
+pub struct JobArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The job's id (a trigger's answer names it).
+    job: String,
+    /// Print the JSON the API answered.
+    #[arg(long)]
+    json: bool,
+}
+
+fn print_job(job: &Value) {
+    println!("job {}  {}  ({} replicas at a time)", str_of(job, "id"), str_of(job, "state"), job["batchSize"]);
+    for s in job["services"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<24}  {:<8}  {}/{}  {} -> {}  {}",
+            str_of(s, "service"),
+            str_of(s, "state"),
+            s["updated"].as_u64().unwrap_or(0),
+            s["total"].as_u64().unwrap_or(0),
+            str_of(s, "from"),
+            str_of(s, "image"),
+            str_of(s, "error")
+        );
+    }
+    if let Some(error) = job["error"].as_str() {
+        println!("  failed: {error}");
+    }
+}
+
+pub async fn run(command: JobsCommand) -> anyhow::Result<()> {
+    match command {
+        JobsCommand::List { client, receiver, json } => {
+            let page = Api::new(&client)?
+                .call(reqwest::Method::GET, &format!("/v1-webhooks/receivers/{receiver}/jobs"), None)
+                .await?;
+            if json {
+                print_json(&page["data"]);
+                return Ok(());
+            }
+            println!("{:<32}  {:<9}  {:<24}  SERVICES", "JOB", "STATE", "CREATED");
+            for job in page["data"].as_array().into_iter().flatten() {
+                let services = job["services"].as_array().map_or(0, Vec::len);
+                println!(
+                    "{:<32}  {:<9}  {:<24}  {services}",
+                    str_of(job, "id"),
+                    str_of(job, "state"),
+                    str_of(job, "created")
+                );
+            }
+            Ok(())
+        }
+        JobsCommand::Get(args) => {
+            let job = Api::new(&args.client)?
+                .call(reqwest::Method::GET, &format!("/v1-webhooks/jobs/{}", args.job), None)
+                .await?;
+            if args.json {
+                print_json(&job);
+            } else {
+                print_job(&job);
+            }
+            Ok(())
+        }
+        JobsCommand::Watch(args) => {
+            let api = Api::new(&args.client)?;
+            let mut last = Value::Null;
+            loop {
+                let job = api.call(reqwest::Method::GET, &format!("/v1-webhooks/jobs/{}", args.job), None).await?;
+                if job["services"] != last["services"] || job["state"] != last["state"] {
+                    if args.json {
+                        print_json(&job);
+                    } else {
+                        print_job(&job);
+                    }
+                }
+                match job["state"].as_str() {
+                    Some("succeeded") => return Ok(()),
+                    Some("failed") => anyhow::bail!("the job failed: {}", str_of(&job, "error")),
+                    _ => {}
+                }
+                last = job;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
