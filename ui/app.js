@@ -105,7 +105,7 @@ async function act(receiver, action, confirmText) {
 function optionsMenu(r) {
   const item = (text, onclick, cls) => h("button", { type: "button", class: cls, text, onclick, "data-test": `menu-${text.toLowerCase().replace(/\W+/g, "-")}` });
   const readOnly = session.role === "read-only";
-  return h("details", { class: "menu" },
+  const menu = h("details", { class: "menu" },
     h("summary", { "aria-label": `Options for ${r.name}`, text: "⋯" }),
     h("div", { class: "items", role: "menu" },
       item("View", () => (location.hash = `#/receivers/${r.id}`)),
@@ -115,6 +115,25 @@ function optionsMenu(r) {
       !readOnly && item("Regenerate URL", () => act(r, "regenerateUrl", `Regenerate the trigger URL of "${r.name}"? The old URL stops working at once.`)),
       !readOnly && item("Delete", () => act(r, "delete", `Delete "${r.name}"? Its trigger URL stops working at once.`), "danger"),
     ));
+  menu.addEventListener("toggle", () => placeMenu(menu));
+  return menu;
+}
+
+// A fixed menu would float away from its row: close it on scroll and resize.
+for (const event of ["scroll", "resize"]) {
+  window.addEventListener(event, () => document.querySelectorAll("details.menu[open]").forEach((m) => m.removeAttribute("open")), { passive: true });
+}
+
+// Opens a row menu below its button (or above it, near the bottom), inside the viewport.
+function placeMenu(menu) {
+  if (!menu.open) return;
+  document.querySelectorAll("details.menu[open]").forEach((other) => other !== menu && other.removeAttribute("open"));
+  const items = menu.querySelector(".items");
+  const button = menu.querySelector("summary").getBoundingClientRect();
+  const height = items.offsetHeight, width = items.offsetWidth;
+  const below = button.bottom + 4 + height <= window.innerHeight;
+  items.style.top = `${Math.max(4, below ? button.bottom + 4 : button.top - 4 - height)}px`;
+  items.style.left = `${Math.max(4, Math.min(button.right - width, window.innerWidth - width - 4))}px`;
 }
 
 async function receiversPage() {

@@ -14,9 +14,10 @@ pub enum ReceiversCommand {
     List {
         #[command(flatten)]
         client: ClientArgs,
+        /// The project (`default` unless you configured others).
         #[arg(long, default_value = "default")]
         project: String,
-        /// Print the raw JSON.
+        /// Print the JSON the API answered.
         #[arg(long)]
         json: bool,
     },
@@ -24,7 +25,9 @@ pub enum ReceiversCommand {
     Get {
         #[command(flatten)]
         client: ClientArgs,
+        /// The receiver's id, or its name in project `default`.
         id: String,
+        /// Print the JSON the API answered.
         #[arg(long)]
         json: bool,
     },
@@ -32,6 +35,7 @@ pub enum ReceiversCommand {
     Create {
         #[command(flatten)]
         client: ClientArgs,
+        /// The project (`default` unless you configured others).
         #[arg(long, default_value = "default")]
         project: String,
         #[command(flatten)]
@@ -41,6 +45,7 @@ pub enum ReceiversCommand {
     Update {
         #[command(flatten)]
         client: ClientArgs,
+        /// The receiver's id, or its name in project `default`.
         id: String,
         #[command(flatten)]
         fields: ReceiverFields,
@@ -49,6 +54,7 @@ pub enum ReceiversCommand {
     Clone {
         #[command(flatten)]
         client: ClientArgs,
+        /// The receiver's id, or its name in project `default`.
         id: String,
         #[arg(long)]
         name: String,
@@ -57,12 +63,14 @@ pub enum ReceiversCommand {
     AlertmanagerConfig {
         #[command(flatten)]
         client: ClientArgs,
+        /// The receiver's id, or its name in project `default`.
         id: String,
     },
     /// Delete a receiver; its trigger URL stops working at once.
     Delete {
         #[command(flatten)]
         client: ClientArgs,
+        /// The receiver's id, or its name in project `default`.
         id: String,
     },
 }
@@ -154,7 +162,8 @@ impl ReceiverFields {
 pub struct TriggerArgs {
     #[command(flatten)]
     client: ClientArgs,
-    /// A trigger URL, or a receiver id whose URL is looked up with the API token.
+    /// A trigger URL, or a receiver (id, or name in project `default`) whose URL is looked
+    /// up with the API token and posted to on HOOKD_URL.
     target: String,
     /// A JSON body to send (for example an Alertmanager payload); `-` for standard input.
     #[arg(long, short)]
@@ -168,9 +177,12 @@ pub struct TriggerArgs {
 pub struct ExecutionsArgs {
     #[command(flatten)]
     client: ClientArgs,
+    /// The receiver's id, or its name in project `default`.
     receiver: String,
+    /// How many executions to show, newest first.
     #[arg(long, default_value_t = 20)]
     limit: u32,
+    /// Print the JSON the API answered.
     #[arg(long)]
     json: bool,
 }
@@ -179,8 +191,10 @@ pub struct ExecutionsArgs {
 pub struct ServicesArgs {
     #[command(flatten)]
     client: ClientArgs,
+    /// The project (`default` unless you configured others).
     #[arg(long, default_value = "default")]
     project: String,
+    /// Print the JSON the API answered.
     #[arg(long)]
     json: bool,
 }
@@ -226,6 +240,27 @@ impl Api {
             request = request.json(body);
         }
         request.send().await.with_context(|| format!("could not reach hookd at {}", self.base))
+    }
+
+    /// `/v1-webhooks/receivers/{id}` for a receiver named by its id, or by its name in
+    /// `project` (ids are long; people remember names).
+    pub(super) async fn receiver_path(&self, target: &str, project: &str) -> anyhow::Result<String> {
+        let is_id = target.len() == 32 && target.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_id {
+            return Ok(format!("/v1-webhooks/receivers/{target}"));
+        }
+        let mut path = format!("/v1-webhooks/receivers?projectId={project}&limit=1000");
+        loop {
+            let page = self.call(reqwest::Method::GET, &path, None).await?;
+            let found = page["data"].as_array().into_iter().flatten().find(|r| r["name"] == target);
+            if let Some(r) = found {
+                return Ok(format!("/v1-webhooks/receivers/{}", str_of(r, "id")));
+            }
+            match page["pagination"]["next"].as_str() {
+                Some(next) => path = next.strip_prefix(&self.base).unwrap_or(next).to_owned(),
+                None => bail!("there is no receiver named {target:?} in project {project} (ids are 32 hex digits)"),
+            }
+        }
     }
 
     pub(super) async fn call(
@@ -301,7 +336,8 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
             }
         }
         ReceiversCommand::Get { client, id, json } => {
-            let r = Api::new(&client)?.call(Method::GET, &format!("/v1-webhooks/receivers/{id}"), None).await?;
+            let api = Api::new(&client)?;
+            let r = api.call(Method::GET, &api.receiver_path(&id, "default").await?, None).await?;
             if json {
                 print_json(&r)
             } else {
@@ -316,14 +352,14 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
         }
         ReceiversCommand::Update { client, id, fields } => {
             let api = Api::new(&client)?;
-            let path = format!("/v1-webhooks/receivers/{id}");
+            let path = api.receiver_path(&id, "default").await?;
             let current = api.call(Method::GET, &path, None).await?;
             let r = api.call(Method::PUT, &path, Some(&fields.merged_over(&current)?)).await?;
             print_receiver(&r);
         }
         ReceiversCommand::Clone { client, id, name } => {
             let api = Api::new(&client)?;
-            let original = api.call(Method::GET, &format!("/v1-webhooks/receivers/{id}"), None).await?;
+            let original = api.call(Method::GET, &api.receiver_path(&id, "default").await?, None).await?;
             let driver = str_of(&original, "driver");
             let config_key = format!("{driver}Config");
             let body = json!({ "name": name, "driver": driver, config_key.as_str(): original[config_key.as_str()] });
@@ -332,9 +368,9 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
             print_receiver(&r);
         }
         ReceiversCommand::AlertmanagerConfig { client, id } => {
-            let response = Api::new(&client)?
-                .send(Method::GET, &format!("/v1-webhooks/receivers/{id}/alertmanager-config"), None)
-                .await?;
+            let api = Api::new(&client)?;
+            let path = format!("{}/alertmanager-config", api.receiver_path(&id, "default").await?);
+            let response = api.send(Method::GET, &path, None).await?;
             if !response.status().is_success() {
                 answer(response).await?;
                 unreachable!("answer fails on an error status");
@@ -342,7 +378,8 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
             print!("{}", response.text().await?);
         }
         ReceiversCommand::Delete { client, id } => {
-            Api::new(&client)?.call(Method::DELETE, &format!("/v1-webhooks/receivers/{id}"), None).await?;
+            let api = Api::new(&client)?;
+            api.call(Method::DELETE, &api.receiver_path(&id, "default").await?, None).await?;
             println!("deleted receiver {id}");
         }
     }
@@ -353,14 +390,15 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
     let url = if args.target.starts_with("http://") || args.target.starts_with("https://") {
         args.target.clone()
     } else {
-        let r = Api::new(&args.client)?
-            .call(reqwest::Method::GET, &format!("/v1-webhooks/receivers/{}", args.target), None)
-            .await?;
+        let api = Api::new(&args.client)?;
+        let r = api.call(reqwest::Method::GET, &api.receiver_path(&args.target, "default").await?, None).await?;
         let url = str_of(&r, "url");
-        if url.is_empty() {
+        let Some((_, query)) = url.split_once('?') else {
             bail!("this API token cannot see trigger URLs (read-only)");
-        }
-        url.to_owned()
+        };
+        // The same endpoint on the hookd this command talks to (HOOKD_URL), not the public
+        // URL, which may not be reachable from here.
+        format!("{}/v1-webhooks/endpoint?{query}", api.base)
     };
     let url = if args.dry_run { format!("{url}&dryRun=1") } else { url };
     let mut request = http_client(&args.client)?.post(&url);
@@ -408,7 +446,8 @@ async fn fetch_list(client: &ClientArgs, path: &str, json: bool) -> anyhow::Resu
 }
 
 pub async fn executions(args: ExecutionsArgs) -> anyhow::Result<()> {
-    let path = format!("/v1-webhooks/receivers/{}/executions?limit={}", args.receiver, args.limit);
+    let receiver = Api::new(&args.client)?.receiver_path(&args.receiver, "default").await?;
+    let path = format!("{receiver}/executions?limit={}", args.limit);
     let Some(data) = fetch_list(&args.client, &path, args.json).await? else { return Ok(()) };
     println!("{:<24}  {:<9}  {:<9}  {:<40}  SOURCE", "TIME", "OUTCOME", "SCALE", "REASON");
     for e in &data {

@@ -17,7 +17,7 @@ use crate::{
 #[derive(Args)]
 pub struct DemoArgs {
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8085")]
+    #[arg(long, env = "HOOKD_LISTEN", default_value = "127.0.0.1:8085")]
     listen: SocketAddr,
     /// Data directory (a fresh temporary one by default, removed at exit).
     #[arg(long)]

@@ -16,7 +16,7 @@ pub enum JobsCommand {
     List {
         #[command(flatten)]
         client: ClientArgs,
-        /// The receiver's id.
+        /// The receiver's id or name.
         receiver: String,
         /// Print the JSON the API answered.
         #[arg(long)]

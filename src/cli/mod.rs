@@ -50,13 +50,13 @@ enum Command {
 #[derive(Args, Clone)]
 pub struct ClientArgs {
     /// Base URL of the hookd API.
-    #[arg(long = "url", env = "HOOKD_URL", default_value = "http://127.0.0.1:8085")]
+    #[arg(long = "url", env = "HOOKD_URL", hide_env_values = true, default_value = "http://127.0.0.1:8085")]
     pub url: String,
     /// API token (printed by hookd at its first start).
     #[arg(long = "token", env = "HOOKD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// A PEM file of certificate authorities to trust for https URLs, beside the system's.
-    #[arg(long = "cacert", env = "HOOKD_CACERT")]
+    #[arg(long = "cacert", env = "HOOKD_CACERT", hide_env_values = true)]
     pub cacert: Option<std::path::PathBuf>,
 }
 

@@ -207,3 +207,27 @@ async fn jobs_can_be_listed_and_watched_from_the_command_line() {
     let (ok, out, _) = hookd(&app, &["executions", id]).await;
     assert!(ok && out.contains("started"), "{out}");
 }
+
+/// Issue 13: receivers can be named by name, and `hookd trigger` posts to HOOKD_URL even
+/// when the trigger URL's public base is not reachable from here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receivers_by_name_and_triggers_through_hookd_url() {
+    let app = crate::helpers::spawn_app_with(|c| c.public_url = Some("https://hooks.invalid".into())).await;
+    let (ok, _, err) = hookd(
+        &app,
+        &["receivers", "create", "--name", "worker-up", "--service", "web", "--action", "up", "--max", "4"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = hookd(&app, &["trigger", "worker-up"]).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.starts_with("scaled 1 -> 2"), "{out}");
+    let (ok, out, _) = hookd(&app, &["executions", "worker-up"]).await;
+    assert!(ok && out.contains("scaled up by 1"), "{out}");
+    let (ok, out, _) = hookd(&app, &["receivers", "get", "worker-up"]).await;
+    assert!(ok && out.contains("https://hooks.invalid/v1-webhooks/endpoint?token="), "{out}");
+    let (ok, _, err) = hookd(&app, &["executions", "nobody"]).await;
+    assert!(!ok && err.contains("no receiver named \"nobody\""), "{err}");
+    let (ok, out, _) = hookd(&app, &["receivers", "delete", "worker-up"]).await;
+    assert!(ok && out.contains("deleted"), "{out}");
+}

@@ -291,3 +291,47 @@ async fn an_upgrade_receivers_page_shows_its_jobs() {
     assert!(text_of(c, "main").await.contains("job"), "the history names the job");
     screenshot(c, "upgrade-receiver").await;
 }
+
+/// Issue 13: a row menu opens fully inside the viewport (it was clipped by the table's
+/// scroll box), at desktop and phone sizes; the sign-in page hides the navigation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver: ./scripts/test.sh installs them"]
+async fn row_menus_are_whole_and_visible_at_desktop_and_phone_sizes() {
+    require("chromium");
+    require("chromedriver");
+    let app = spawn_app().await;
+    for name in ["first", "second"] {
+        app.scale_receiver(name, "web", "up", 1, 1, 5).await;
+    }
+    let b = browser().await;
+    let c = &b.client;
+    c.goto(&format!("{}/", app.base)).await.unwrap();
+    let nav_shown: Value =
+        c.execute("return getComputedStyle(document.getElementById('nav')).display", vec![]).await.unwrap();
+    assert_eq!(nav_shown, json!("none"), "the sign-in page hides the navigation");
+    set(c, "#f-token", &app.token).await;
+    css(c, "form[data-test=sign-in] button").await.click().await.unwrap();
+    for (width, height) in [(1280, 860), (390, 844)] {
+        c.set_window_size(width, height).await.unwrap();
+        c.goto(&format!("{}/ui/#/receivers", app.base)).await.unwrap();
+        for name in ["first", "second"] {
+            let row = css(c, &format!("tr[data-name='{name}']")).await;
+            row.find(Locator::Css("details.menu summary")).await.unwrap().click().await.unwrap();
+            // Every item: inside the viewport, and the element actually drawn at its centre.
+            let script = r#"
+                const menu = document.querySelector(`tr[data-name='${arguments[0]}'] details.menu`);
+                return [...menu.querySelectorAll('.items button')].map((item) => {
+                    const r = item.getBoundingClientRect();
+                    const inside = r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth && r.height > 0;
+                    const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+                    return [item.textContent, inside && (top === item || item.contains(top))];
+                });"#;
+            let items: Value = c.execute(script, vec![json!(name)]).await.unwrap();
+            let items = items.as_array().unwrap();
+            assert_eq!(items.len(), 6, "{items:?}");
+            assert!(items.iter().all(|i| i[1] == true), "{width}x{height} {name}: {items:?}");
+            screenshot(c, &format!("menu-{name}-{width}")).await;
+            row.find(Locator::Css("details.menu summary")).await.unwrap().click().await.unwrap();
+        }
+    }
+}

@@ -249,3 +249,26 @@ async fn every_registry_format_through_a_real_trigger() {
         assert_eq!((status, answer["reason"].as_str()), (StatusCode::OK, Some("no_push")), "{name}: {answer}");
     }
 }
+
+/// One lock per service: a scale trigger during an upgrade waits for the rollout, and the
+/// replica it adds runs the new image.
+#[tokio::test]
+async fn a_scale_trigger_during_an_upgrade_waits_for_it() {
+    let app = spawn_app_with(|c| c.backends[0].services[0].scale = 3).await;
+    app.wait_for_processes("web", 3).await;
+    let deploy = upgrade_receiver(&app, "deploy", json!({"batchSize": 1, "intervalMillis": 1})).await;
+    let up = app.web_receiver("up", "up", json!({})).await;
+    let (status, answer) = push(&app, &deploy, &docker_hub("example/web", "2.0")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let job_path = answer["jobUrl"].as_str().unwrap().strip_prefix(&app.base).unwrap().to_owned();
+    let running = eventually(Duration::from_secs(5), || async {
+        app.get(&job_path).await.1["services"][0]["state"] == "running"
+    })
+    .await;
+    assert!(running);
+    let (status, scaled) = app.trigger(up["url"].as_str().unwrap()).await;
+    assert_eq!((status, scaled["to"].as_u64()), (StatusCode::OK, Some(4)), "{scaled}");
+    assert_eq!(app.get(&job_path).await.1["state"], "succeeded", "the scale waited for the rollout");
+    app.wait_for_processes("web", 4).await;
+    assert_eq!(images(&app, "web"), vec!["example/web:2.0"; 4]);
+}
