@@ -95,6 +95,21 @@ pub struct ReceiverFields {
     /// Highest scale this receiver scales up to.
     #[arg(long)]
     max: Option<u32>,
+    /// At a bound: clamp (stop at it) or refuse (Rancher's 400, nothing changes).
+    #[arg(long)]
+    at_bound: Option<String>,
+    /// What a resolved Alertmanager notification does: ignore or reverse (undo one step).
+    #[arg(long)]
+    on_resolved: Option<String>,
+    /// Seconds after the service's last change before scaling up (unset: 0 for alerts).
+    #[arg(long)]
+    cooldown_up: Option<u32>,
+    /// Seconds after the service's last change before scaling down (unset: 300 for alerts).
+    #[arg(long)]
+    cooldown_down: Option<u32>,
+    /// Seconds in which the same notification is a duplicate.
+    #[arg(long)]
+    dedup_seconds: Option<u32>,
     /// Enable (true) or disable (false) the receiver.
     #[arg(long)]
     enabled: Option<bool>,
@@ -144,6 +159,11 @@ impl ReceiverFields {
             ("amount", self.amount.map(|v| json!(v))),
             ("min", self.min.map(|v| json!(v))),
             ("max", self.max.map(|v| json!(v))),
+            ("atBound", self.at_bound.as_ref().map(|v| json!(v))),
+            ("onResolved", self.on_resolved.as_ref().map(|v| json!(v))),
+            ("cooldownUpSeconds", self.cooldown_up.map(|v| json!(v))),
+            ("cooldownDownSeconds", self.cooldown_down.map(|v| json!(v))),
+            ("dedupSeconds", self.dedup_seconds.map(|v| json!(v))),
         ];
         if scale.iter().any(|(_, v)| v.is_some()) {
             object.entry("driver").or_insert(json!("scaleService"));
@@ -302,6 +322,20 @@ fn print_receiver(r: &Value) {
     println!("driver:   {}", str_of(r, "driver"));
     println!("state:    {}", str_of(r, "state"));
     println!("detail:   {}", str_of(r, "description"));
+    let config = &r[format!("{}Config", str_of(r, "driver")).as_str()];
+    let shown = |v: &Value| match v {
+        Value::Null => "unset".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let options: Vec<String> = config
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !["type", "serviceId", "action", "amount", "min", "max"].contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}={}", shown(v)))
+        .collect();
+    println!("options:  {}", options.join(" "));
     println!("url:      {}", str_of(r, "url"));
 }
 
@@ -449,18 +483,24 @@ pub async fn executions(args: ExecutionsArgs) -> anyhow::Result<()> {
     let receiver = Api::new(&args.client)?.receiver_path(&args.receiver, "default").await?;
     let path = format!("{receiver}/executions?limit={}", args.limit);
     let Some(data) = fetch_list(&args.client, &path, args.json).await? else { return Ok(()) };
-    println!("{:<24}  {:<9}  {:<9}  {:<40}  SOURCE", "TIME", "OUTCOME", "SCALE", "REASON");
+    println!("{:<24}  {:<9}  {:<9}  {:<40}  {:<24}  SOURCE", "TIME", "OUTCOME", "SCALE", "REASON", "ALERTS");
     for e in &data {
-        let scale = match (e["from"].as_u64(), e["to"].as_u64()) {
-            (Some(f), Some(t)) => format!("{f} -> {t}"),
+        let scale = match (e["from"].as_u64(), e["to"].as_u64(), e["job"].as_str()) {
+            (Some(f), Some(t), _) => format!("{f} -> {t}"),
+            (_, _, Some(_)) => "job".into(),
             _ => "-".into(),
         };
+        let mut alerts: Vec<&str> =
+            e["alerts"].as_array().into_iter().flatten().filter_map(|a| a["name"].as_str()).collect();
+        alerts.dedup();
+        let alerts = if alerts.is_empty() { "-".to_owned() } else { alerts.join(",") };
         println!(
-            "{:<24}  {:<9}  {:<9}  {:<40}  {}",
+            "{:<24}  {:<9}  {:<9}  {:<40}  {:<24}  {}",
             str_of(e, "at"),
             str_of(e, "outcome"),
             scale,
             str_of(e, "reason"),
+            alerts,
             str_of(e, "source")
         );
     }

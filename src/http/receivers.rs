@@ -111,7 +111,9 @@ async fn driver_config(backend: &dyn Backend, driver: Driver, body: &mut Receive
                         .with_field("scaleServiceConfig")
                 })?
                 .into_domain()?;
-            backend.check_scalable(&config.service).await?;
+            if let Err(e) = backend.check_scalable(&config.service).await {
+                return Err(with_known_services(backend, e).await);
+            }
             Ok(DriverConfig::ScaleService(config))
         }
         Driver::ServiceUpgrade => {
@@ -132,6 +134,20 @@ async fn driver_config(backend: &dyn Backend, driver: Driver, body: &mut Receive
             Ok(DriverConfig::ServiceUpgrade(config))
         }
     }
+}
+
+/// An unknown service's error names the services that exist (the first few).
+async fn with_known_services(backend: &dyn Backend, error: crate::backend::BackendError) -> ApiError {
+    const SHOWN: usize = 20;
+    let unknown = matches!(error, crate::backend::BackendError::ServiceNotFound(_));
+    let mut api_error = ApiError::from(error);
+    if let (true, Ok(services)) = (unknown, backend.list_services().await) {
+        let names: Vec<&str> = services.iter().take(SHOWN).map(|s| s.id.as_str()).collect();
+        let more = if services.len() > SHOWN { ", …" } else { "" };
+        let known = if names.is_empty() { "none".to_owned() } else { format!("{}{more}", names.join(", ")) };
+        api_error.message = format!("{}; it has: {known}", api_error.message).into();
+    }
+    api_error
 }
 
 fn parse_driver(name: &str) -> Result<Driver, ApiError> {

@@ -231,3 +231,38 @@ async fn receivers_by_name_and_triggers_through_hookd_url() {
     let (ok, out, _) = hookd(&app, &["receivers", "delete", "worker-up"]).await;
     assert!(ok && out.contains("deleted"), "{out}");
 }
+
+/// Issue 13: the options have flags, and `receivers get` shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_options_have_flags_and_are_shown() {
+    let app = spawn_app().await;
+    let args = [
+        "receivers",
+        "create",
+        "--name",
+        "careful",
+        "--service",
+        "web",
+        "--action",
+        "down",
+        "--max",
+        "4",
+        "--at-bound",
+        "refuse",
+        "--on-resolved",
+        "reverse",
+        "--cooldown-down",
+        "60",
+        "--dedup-seconds",
+        "30",
+    ];
+    let (ok, out, err) = hookd(&app, &args).await;
+    assert!(ok, "{err}");
+    for shown in
+        ["atBound=refuse", "onResolved=reverse", "cooldownDownSeconds=60", "cooldownUpSeconds=unset", "dedupSeconds=30"]
+    {
+        assert!(out.contains(shown), "{shown}: {out}");
+    }
+    let (ok, out, err) = hookd(&app, &["receivers", "update", "careful", "--cooldown-down", "0"]).await;
+    assert!(ok && out.contains("cooldownDownSeconds=0") && out.contains("atBound=refuse"), "{out}{err}");
+}

@@ -173,7 +173,10 @@ async fn test_webhook_invalid_scale_action() {
 async fn test_webhook_invalid_service_id() {
     let app = env_and_service(1).await;
     let data = scale_body("invalidserviceidtest", json!("down"), json!(2), "1s1000a", json!(1), json!(4));
-    refused_at_create(&app, data, "Invalid service 1s1000a").await;
+    refused_at_create(&app, data.clone(), "Invalid service 1s1000a").await;
+    // Issue 13: and it says which services exist.
+    let (_, answer) = create_webhook(&app, PROJECT, &data).await;
+    assert!(answer["message"].as_str().unwrap().ends_with("it has: web, api"), "{answer}");
 }
 
 #[tokio::test]
