@@ -34,8 +34,13 @@ struct Snippet<'a> {
 #[derive(Serialize)]
 struct AmReceiver<'a> {
     name: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     webhook_configs: Vec<WebhookConfig<'a>>,
 }
+
+/// The root route's receiver when the snippet is used on its own: alerts the route does not
+/// match go nowhere (a receiver with no configs), never to hookd.
+const DISCARD: &str = "discard";
 
 #[derive(Serialize)]
 struct WebhookConfig<'a> {
@@ -46,6 +51,7 @@ struct WebhookConfig<'a> {
 
 #[derive(Serialize)]
 struct Route {
+    receiver: &'static str,
     routes: Vec<SubRoute>,
 }
 
@@ -88,11 +94,15 @@ pub fn snippet(r: &Receiver, c: &crate::domain::ScaleServiceConfig, url: &str) -
         ScaleAction::Down => "down",
     };
     let data = Snippet {
-        receivers: vec![AmReceiver {
-            name: &receiver_name,
-            webhook_configs: vec![WebhookConfig { url, send_resolved: true, max_alerts: 0 }],
-        }],
+        receivers: vec![
+            AmReceiver {
+                name: &receiver_name,
+                webhook_configs: vec![WebhookConfig { url, send_resolved: true, max_alerts: 0 }],
+            },
+            AmReceiver { name: DISCARD, webhook_configs: Vec::new() },
+        ],
         route: Route {
+            receiver: DISCARD,
             routes: vec![SubRoute {
                 receiver: receiver_name.clone(),
                 matchers: vec![matcher("action", action), matcher("service", c.service.as_str())],
@@ -118,7 +128,8 @@ pub fn snippet(r: &Receiver, c: &crate::domain::ScaleServiceConfig, url: &str) -
          # hookd reads each alert's status: {resolved_note}.\n\
          # A repeat of a still-firing alert steps again once it is past the dedup window\n\
          # ({dedup} s) and the cooldown ({cooldown} s); shorter repeats are skipped.\n\
-         # Merge the route into your `route:`.\n{header_form}\n{yaml}",
+         # It is a whole alertmanager.yml (alerts it does not route are discarded); to add it to\n\
+         # yours, copy the hookd receiver into `receivers:` and the sub-route into `route.routes:`.\n{header_form}\n{yaml}",
         dedup = c.options.dedup,
     )
 }

@@ -226,6 +226,11 @@ async fn the_alertmanager_snippet_is_ready_to_paste() {
     assert_eq!(receiver["name"], "hookd-web-up", "{yaml}");
     assert_eq!(receiver["webhook_configs"][0]["url"], url(&r), "{yaml}");
     assert_eq!(receiver["webhook_configs"][0]["send_resolved"], true, "{yaml}");
+    assert_eq!(
+        (parsed["route"]["receiver"].as_str(), parsed["receivers"][1]["name"].as_str()),
+        (Some("discard"), Some("discard")),
+        "issue 13: valid alone, unmatched alerts go nowhere: {yaml}"
+    );
     let route = &parsed["route"]["routes"][0];
     assert_eq!(route["repeat_interval"], "3m", "dedup 120 s + 60 s: {yaml}");
     assert_eq!(route["matchers"], json!([r#"action="up""#, r#"service="web""#]), "{yaml}");
