@@ -35,6 +35,9 @@ use crate::{
     store::{StateWrite, Store, StoreError},
 };
 
+/// How long a trigger waits for its service's lock before answering 503.
+const SERVICE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Retries of a scale write that lost an optimistic-concurrency race.
 const CONFLICT_RETRIES: u32 = 8;
 
@@ -52,6 +55,9 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("project {0} has no backend")]
     NoBackend(String),
+    /// The service stayed locked (an upgrade rolling it) past the wait; nothing was done.
+    #[error("the service {0} is busy")]
+    Busy(String),
 }
 
 /// One async mutex per (backend, service); entries live as long as hookd (services are few).
@@ -221,7 +227,11 @@ impl Engine {
         };
         draft.dedup_key = dedup.map(|d| d.key);
         let lock = self.locks.get(&service);
-        let _serialized = lock.lock().await;
+        // An upgrade may hold the service for minutes: answer "busy, retry" rather than
+        // hang, and never act later for a caller that has been answered.
+        let Ok(_serialized) = tokio::time::timeout(SERVICE_WAIT, lock.lock()).await else {
+            return Err(EngineError::Busy(config.service.to_string()));
+        };
 
         let now = now_millis();
         let history = History {

@@ -37,6 +37,8 @@ pub enum StepState {
     Pending,
     Running,
     Done,
+    /// Not rolled: the service changed between the push and its turn (the decision was stale).
+    Skipped,
     Failed,
 }
 
@@ -46,12 +48,13 @@ impl StepState {
             StepState::Pending => "pending",
             StepState::Running => "running",
             StepState::Done => "done",
+            StepState::Skipped => "skipped",
             StepState::Failed => "failed",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [StepState::Pending, StepState::Running, StepState::Done, StepState::Failed]
+        [StepState::Pending, StepState::Running, StepState::Done, StepState::Skipped, StepState::Failed]
             .into_iter()
             .find(|x| x.as_str() == s)
     }

@@ -85,7 +85,13 @@ impl TagPolicy {
                 Ok(TagPolicy::Glob(anchored(pattern)?))
             }
             "regex" if tag.is_empty() => Err(needs_tag("regex")),
-            "regex" => Ok(TagPolicy::Regex(anchored(tag.to_owned())?)),
+            "regex" => {
+                // On its own first: `a)|(.*` compiles only inside the anchoring group, where
+                // it would match anything.
+                regex::Regex::new(tag)
+                    .map_err(|e| ValidationError::new(field, format!("tag is not a valid pattern: {e}")))?;
+                Ok(TagPolicy::Regex(anchored(tag.to_owned())?))
+            }
             "semver" => {
                 let bound = match bound.unwrap_or("minor") {
                     "major" => SemverBound::Major,

@@ -11,8 +11,11 @@ use async_trait::async_trait;
 
 use super::ServiceLocks;
 use crate::{
+    backend::ServiceInfo,
     backend::{BackendError, Backends, RolloutObserver, RolloutPlan, RolloutProgress},
-    domain::{now_millis, Job, JobState, ServiceKey, StepState},
+    domain::{
+        image::ImageRef, now_millis, upgrade::Mismatch, DriverConfig, Job, JobState, ReceiverId, ServiceKey, StepState,
+    },
     store::{Store, StoreError},
 };
 
@@ -85,6 +88,25 @@ impl JobRunner {
         Ok(n)
     }
 
+    /// The image a step should roll to now that the service runs `now` (not what it ran
+    /// when the push was decided), by the receiver's rules; or why it should not roll.
+    async fn decide_again(&self, receiver: ReceiverId, now: &ServiceInfo, planned: &str) -> Result<String, String> {
+        let stale = || format!("the service changed since the push (it runs {} now)", now.image);
+        let Ok(Some(r)) = self.store.receiver(receiver).await else {
+            return Err(format!("{}, and its receiver is gone", stale()));
+        };
+        let (DriverConfig::ServiceUpgrade(config), Some(pushed)) = (&r.config, ImageRef::parse(planned)) else {
+            return Err(stale());
+        };
+        let tag = pushed.tag.clone().unwrap_or_default();
+        match config.target(&now.labels, &now.image, &pushed, &tag, pushed.digest.as_deref()) {
+            Ok(image) => Ok(image),
+            Err(Mismatch::Current) => Err(format!("{}: already the pushed image", stale())),
+            Err(Mismatch::Tag(why) | Mismatch::Repository(why)) => Err(format!("{}: {why}", stale())),
+            Err(Mismatch::Selector) => Err(format!("{}: it no longer carries the selector's labels", stale())),
+        }
+    }
+
     pub fn spawn(self: &Arc<Self>, job: Job) {
         let runner = self.clone();
         tokio::spawn(async move { runner.run(job).await });
@@ -104,18 +126,39 @@ impl JobRunner {
             start_first: job.rollout.start_first,
         };
         let steps = job.steps.len();
+        let receiver = job.receiver;
         let running = Running { store: self.store.clone(), job: tokio::sync::Mutex::new(job), step: 0.into() };
         for index in 0..steps {
-            let (service, image) = {
+            let (service, image, from, fresh) = {
                 let job = running.job.lock().await;
                 let step = &job.steps[index];
-                if step.state == StepState::Done {
+                if matches!(step.state, StepState::Done | StepState::Skipped) {
                     continue;
                 }
-                (step.service.clone(), step.image.clone())
+                (step.service.clone(), step.image.clone(), step.from.clone(), step.state == StepState::Pending)
             };
             let lock = self.locks.get(&ServiceKey::new(backend.name(), &service));
             let _serialized = lock.lock().await;
+            // Decided against the image the service ran at the push; if another action has
+            // changed it since (a later push rolled first), decide again, or a semver
+            // receiver could roll backwards.
+            let image = match (fresh, backend.service(&service).await) {
+                (true, Ok(now)) if now.image != from => match self.decide_again(receiver, &now, &image).await {
+                    Ok(image) => image,
+                    Err(why) => {
+                        let mut job = running.job.lock().await;
+                        let step = &mut job.steps[index];
+                        step.state = StepState::Skipped;
+                        step.error = Some(why);
+                        step.finished = Some(now_millis());
+                        drop(job);
+                        running.save().await;
+                        continue;
+                    }
+                },
+                _ => image,
+            };
+            running.job.lock().await.steps[index].image = image.clone();
             running.step.store(index, std::sync::atomic::Ordering::Relaxed);
             {
                 let mut job = running.job.lock().await;

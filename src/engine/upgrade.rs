@@ -10,8 +10,8 @@ use super::{Draft, Engine, EngineError, Report};
 use crate::{
     backend::ServiceInfo,
     domain::{
-        now_millis, upgrade::Mismatch, DedupKey, Effect, Job, JobId, JobState, JobStep, Outcome, Rollout,
-        ServiceUpgradeConfig, SkipReason, StepState,
+        now_millis, upgrade::Mismatch, DedupKey, Effect, Job, JobId, JobState, JobStep, Outcome, Rollout, ServiceId,
+        ServiceKey, ServiceUpgradeConfig, SkipReason, StepState,
     },
     payload::{registry::Push, TriggerPayload},
 };
@@ -132,6 +132,12 @@ impl Engine {
             .clone();
         let key = draft.request.idempotency_key.unwrap_or_else(|| push_key(&pushes));
         draft.dedup_key = Some(key);
+        // One decision at a time per receiver: two deliveries of one push must not both
+        // find no earlier decision and both start a job.
+        let receiver_key =
+            ServiceKey::new("receiver", &ServiceId::parse(&receiver.id.to_string()).expect("an id is a name"));
+        let lock = self.locks.get(&receiver_key);
+        let _one_at_a_time = lock.lock().await;
         let since = now_millis() - PUSH_DEDUP_SECONDS * 1000;
         if let Some(same) = self.store.last_decided(receiver.id, &key, since).await? {
             let detail = format!("the same push was acted on as execution {}", same.execution);

@@ -119,6 +119,11 @@ impl From<EngineError> for ApiError {
                     5,
                 )
             }
+            EngineError::Busy(service) => ApiError::unavailable(
+                "service_busy",
+                format!("{service} is being changed by another action (an upgrade rolling it); nothing was done, retry later"),
+                10,
+            ),
             // A receiver of a project removed from the config: a retry won't help.
             EngineError::NoBackend(project) => ApiError::new(
                 StatusCode::CONFLICT,

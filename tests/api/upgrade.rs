@@ -272,3 +272,72 @@ async fn a_scale_trigger_during_an_upgrade_waits_for_it() {
     app.wait_for_processes("web", 4).await;
     assert_eq!(images(&app, "web"), vec!["example/web:2.0"; 4]);
 }
+
+/// Review of issue 12: a trigger that waited past the limit for a service an upgrade holds
+/// is answered 503 and never acts later (it used to hang, then act after the upgrade).
+#[tokio::test]
+async fn a_scale_trigger_blocked_by_a_long_upgrade_is_503_and_never_acts_later() {
+    let app = spawn_app_with(|c| c.backends[0].services[0].scale = 2).await;
+    app.wait_for_processes("web", 2).await;
+    let deploy = upgrade_receiver(&app, "deploy", json!({"batchSize": 1, "intervalMillis": 12})).await;
+    let up = app.web_receiver("up", "up", json!({})).await;
+    let (status, answer) = push(&app, &deploy, &docker_hub("example/web", "2.0")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let job_url = answer["jobUrl"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, busy) = app.trigger(up["url"].as_str().unwrap()).await;
+    assert_eq!((status, busy["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("service_busy")), "{busy}");
+    finished(&app, &job_url).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.desired_scale("web").await, 2, "the answered trigger did nothing, then or later");
+}
+
+/// Review of issue 12: a push decided while an earlier job held the service is decided
+/// again at its turn, so a semver receiver never rolls backwards; a replica that dies on
+/// the new image fails the job instead of passing it.
+#[tokio::test]
+async fn jobs_decide_again_at_their_turn_and_crashing_images_fail() {
+    let crash = "case \"$HOOKD_IMAGE\" in *bad*) exit 3;; esac; exec sleep 100000";
+    let app = spawn_app_with(move |c| {
+        let api = &mut c.backends[0].services[1];
+        api.command = "sh".into();
+        api.args = vec!["-c".into(), crash.into()];
+    })
+    .await;
+    app.wait_for_processes("web", 1).await;
+    let semver = upgrade_receiver(&app, "semver", json!({"tag": "", "tagPolicy": "semver", "intervalMillis": 1})).await;
+    let mut jobs = Vec::new();
+    for tag in ["1.1.0", "1.4.0", "1.3.1"] {
+        let (status, answer) = push(&app, &semver, &json!({"image": format!("example/web:{tag}")}).to_string()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{tag}: {answer}");
+        jobs.push(answer["jobUrl"].as_str().unwrap().to_owned());
+    }
+    let mut states = Vec::new();
+    for url in &jobs {
+        let job = finished(&app, url).await;
+        states.push(job["services"][0]["state"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(states, ["done", "done", "skipped"], "1.3.1 after 1.4.0 would go backwards");
+    assert_eq!(images(&app, "web"), vec!["example/web:1.4.0"]);
+
+    let api = upgrade_receiver(&app, "api", json!({"serviceSelector": {"app": "api"}, "tag": "bad"})).await;
+    let started = std::time::Instant::now();
+    let (status, answer) = push(&app, &api, &json!({"image": "example/api:bad"}).to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let job = finished(&app, answer["jobUrl"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(job["error"].as_str().unwrap().contains("exited"), "{job}");
+    assert!(started.elapsed() < Duration::from_secs(20), "failed fast: {:?}", started.elapsed());
+}
+
+/// Review of issue 12: ten deliveries of one push at once start one job.
+#[tokio::test]
+async fn concurrent_deliveries_of_one_push_start_one_job() {
+    let app = spawn_app_with(|_| {}).await;
+    let r = upgrade_receiver(&app, "deploy", json!({})).await;
+    let body = json!({"image": "example/web:2.0", "id": "evt-1"}).to_string();
+    let answers = futures_util::future::join_all((0..10).map(|_| push(&app, &r, &body))).await;
+    let started = answers.iter().filter(|(s, _)| *s == StatusCode::ACCEPTED).count();
+    let duplicates = answers.iter().filter(|(_, a)| a["reason"] == "duplicate").count();
+    assert_eq!((started, duplicates), (1, 9), "{answers:?}");
+}

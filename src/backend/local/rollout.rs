@@ -10,12 +10,19 @@ use crate::backend::{BackendError, RolloutObserver, RolloutPlan, RolloutProgress
 /// How long one batch may take to come up on the new image before the rollout fails.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
+/// A replica counts as upgraded once it has run this long on the new image: one that
+/// crashes at start must fail the rollout, not pass it.
+const STABLE: Duration = Duration::from_secs(1);
+
+fn upgraded(entry: Option<&(String, tokio::time::Instant)>, image: &str) -> bool {
+    entry.is_some_and(|(i, started)| i == image && started.elapsed() >= STABLE)
+}
 
 /// (replicas on `image`, replicas not on it, desired scale, last error).
 fn census(shared: &std::sync::Mutex<SharedState>, image: &str) -> (u32, Vec<u32>, u32, Option<String>) {
     let shared = shared.lock().expect("supervisor state lock");
-    let on = shared.replica_images.values().filter(|i| *i == image).count() as u32;
-    let stale = shared.replica_images.iter().filter(|(_, i)| *i != image).map(|(&n, _)| n).collect();
+    let on = shared.replica_images.values().filter(|e| upgraded(Some(e), image)).count() as u32;
+    let stale = shared.replica_images.iter().filter(|(_, (i, _))| i != image).map(|(&n, _)| n).collect();
     (on, stale, shared.desired, shared.last_error.clone())
 }
 
@@ -63,13 +70,24 @@ async fn wait_until(
     batch: &[u32],
 ) -> Result<(), BackendError> {
     let deadline = tokio::time::Instant::now() + BATCH_TIMEOUT;
+    let mut first_start = std::collections::HashMap::new();
     loop {
         let done = {
             let shared = shared.lock().expect("supervisor state lock");
+            // A new replica that started again has died on the new image: fail now.
+            for n in batch {
+                if let Some((i, started)) = shared.replica_images.get(n).filter(|(i, _)| i == image) {
+                    if *first_start.entry(*n).or_insert(*started) != *started {
+                        let why = shared.last_error.clone().unwrap_or_default();
+                        return Err(BackendError::Refused(format!("replica {n} exited on {i}: {why}")));
+                    }
+                }
+            }
             if batch.is_empty() {
-                shared.replica_images.values().filter(|i| *i == image).count() as u32 >= desired.min(shared.desired)
+                shared.replica_images.values().filter(|e| upgraded(Some(e), image)).count() as u32
+                    >= desired.min(shared.desired)
             } else {
-                batch.iter().all(|n| *n > shared.desired || shared.replica_images.get(n).is_some_and(|i| i == image))
+                batch.iter().all(|n| *n > shared.desired || upgraded(shared.replica_images.get(n), image))
             }
         };
         if done {
@@ -77,8 +95,9 @@ async fn wait_until(
         }
         if tokio::time::Instant::now() >= deadline {
             let (_, _, _, last_error) = census(shared, image);
+            let which = if batch.is_empty() { "the new replicas".to_owned() } else { format!("replicas {batch:?}") };
             return Err(BackendError::Refused(format!(
-                "replicas {batch:?} did not come up on {image} within {} s{}",
+                "{which} did not come up and stay up on {image} within {} s{}",
                 BATCH_TIMEOUT.as_secs(),
                 last_error.map(|e| format!(": {e}")).unwrap_or_default()
             )));

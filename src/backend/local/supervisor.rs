@@ -82,8 +82,8 @@ pub struct SharedState {
     pub last_error: Option<String>,
     /// The image new replicas start with (`HOOKD_IMAGE`): the config's, or an upgrade's.
     pub image: String,
-    /// The image each running replica was started with, by replica number.
-    pub replica_images: BTreeMap<u32, String>,
+    /// The image each running replica was started with, and when, by replica number.
+    pub replica_images: BTreeMap<u32, (String, Instant)>,
 }
 
 /// Asks the supervisor to replace a replica with one on the current image.
@@ -127,6 +127,9 @@ pub struct Supervisor {
     /// Makes each replica's cgroup name unique, so a late cleanup never hits its successor.
     spawned: u64,
     backoff: HashMap<u32, Backoff>,
+    /// Replica numbers whose old process is still stopping during a stop-first replace:
+    /// not started again until it has exited.
+    held: std::collections::HashSet<u32>,
     /// Since when the desired scale has been below the replicas running.
     lower_since: Option<Instant>,
     events_tx: mpsc::UnboundedSender<Event>,
@@ -156,6 +159,7 @@ impl Supervisor {
             stopping: HashMap::new(),
             spawned: 0,
             backoff: HashMap::new(),
+            held: Default::default(),
             lower_since: None,
             events_tx,
             events_rx,
@@ -205,7 +209,8 @@ impl Supervisor {
         }
         self.backoff.retain(|&n, _| n <= desired);
         for n in 1..=desired {
-            if self.replicas.contains_key(&n) || self.backoff.get(&n).is_some_and(|b| b.next_start > now) {
+            let waiting = self.held.contains(&n) || self.backoff.get(&n).is_some_and(|b| b.next_start > now);
+            if self.replicas.contains_key(&n) || waiting {
                 continue;
             }
             self.start(n);
@@ -224,7 +229,7 @@ impl Supervisor {
     fn publish(&self) {
         let mut shared = self.shared.lock().expect("supervisor state lock");
         shared.running = self.replicas.len() as u32;
-        shared.replica_images = self.replicas.iter().map(|(&n, r)| (n, r.image.clone())).collect();
+        shared.replica_images = self.replicas.iter().map(|(&n, r)| (n, (r.image.clone(), r.started))).collect();
     }
 
     /// Replaces a replica not on the current image (an upgrade's batch); a replica already
@@ -247,7 +252,8 @@ impl Supervisor {
                 self.replicas.insert(n, old);
             }
         } else {
-            // The next reconcile starts the replica again, on the new image.
+            // Started again, on the new image, once the old process has exited.
+            self.held.insert(n);
             self.terminate(n, old);
         }
         self.publish();
@@ -355,6 +361,7 @@ impl Supervisor {
                     Err(e) => (format!("wait failed: {e}"), false),
                 };
                 if let Some((n, replica)) = self.stopping.remove(&pid) {
+                    self.held.remove(&n);
                     self.clean_up(n, replica, clean);
                     return;
                 }
