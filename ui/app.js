@@ -56,6 +56,12 @@ function main() {
 function show(...nodes) {
   const m = main();
   m.replaceChildren(...nodes);
+  // A new page: move focus to its heading, as a page load would, unless a field took it.
+  const heading = m.querySelector("h1");
+  if (heading && !m.contains(document.activeElement)) {
+    heading.setAttribute("tabindex", "-1");
+    heading.focus({ preventScroll: true });
+  }
 }
 
 function every(ms, fn) {
@@ -160,10 +166,12 @@ async function receiversPage() {
 }
 
 function field(name, label, input, hint) {
+  // The error (and hint) are the input's description, so screen readers read them with it.
+  input.setAttribute("aria-describedby", `err-${name}${hint ? ` hint-${name}` : ""}`);
   return h("div", { class: "field", "data-field": name },
     h("label", { for: `f-${name}`, text: label }), input,
-    hint && h("span", { class: "hint", text: hint }),
-    h("span", { class: "error", "data-error-for": name, "aria-live": "polite" }));
+    hint && h("span", { class: "hint", id: `hint-${name}`, text: hint }),
+    h("span", { class: "error", id: `err-${name}`, "data-error-for": name, "aria-live": "polite" }));
 }
 
 function numberInput(name, value, min, placeholder) {
@@ -184,7 +192,7 @@ async function formPage(id, cloneId) {
     Object.entries(KINDS).map(([value, text]) => h("option", { value, text, selected: (source?.driver || "scaleService") === value })));
   const radio = (value, text) => h("label", {}, h("input", { type: "radio", name: "action", value, checked: c.action === value }), ` ${text}`);
   const action = h("div", { class: "field", "data-field": "action" },
-    h("fieldset", {}, h("legend", { class: "sr", text: "Action" }), radio("up", "Scale Up"), radio("down", "Scale Down")),
+    h("fieldset", {}, h("legend", { text: "Action" }), radio("up", "Scale Up"), radio("down", "Scale Down")),
     h("span", { class: "error", "data-error-for": "action" }));
   const service = h("select", { id: "f-serviceId", name: "serviceId", required: true },
     h("option", { value: "", text: "Choose a service" }),
@@ -195,7 +203,7 @@ async function formPage(id, cloneId) {
   const form = h("form", { class: "grid", novalidate: true, "data-test": "receiver-form" },
     field("name", "Name", name),
     field("driver", "Kind", kind),
-    h("div", { class: "field" }, h("label", { text: "Action" }), action),
+    action,
     field("serviceId", "Target Service", service),
     field("amount", "By", numberInput("amount", c.amount, 1), "Containers added or removed per trigger"),
     field("min", "Minimum Scale", numberInput("min", c.min, 1)),
@@ -212,6 +220,7 @@ async function formPage(id, cloneId) {
     event.preventDefault();
     alertSlot.replaceChildren();
     form.querySelectorAll(".field.invalid").forEach((f) => f.classList.remove("invalid"));
+    form.querySelectorAll("[aria-invalid]").forEach((e) => e.removeAttribute("aria-invalid"));
     form.querySelectorAll("[data-error-for]").forEach((e) => (e.textContent = ""));
     const value = (n) => form.elements[n].value;
     const int = (n) => (value(n) === "" ? undefined : Number(value(n)));
@@ -234,6 +243,7 @@ async function formPage(id, cloneId) {
       if (slot) {
         slot.textContent = err.message;
         slot.closest(".field").classList.add("invalid");
+        form.elements[key]?.setAttribute?.("aria-invalid", "true");
         form.elements[key]?.focus?.();
       } else {
         alertSlot.replaceChildren(errorBox(err));
@@ -318,6 +328,7 @@ async function receiverPage(id) {
         !upgrade && h("a", { class: "btn secondary", href: `#/receivers/${r.id}/edit`, text: "Edit" }),
         !upgrade && h("a", { class: "btn secondary", href: `#/receivers/new?clone=${r.id}`, text: "Clone" }),
         h("button", { type: "button", class: "btn secondary", text: r.enabled ? "Disable" : "Enable", onclick: () => act(r, r.enabled ? "disable" : "enable") }),
+        h("button", { type: "button", class: "btn secondary", "data-test": "regenerate", text: "Regenerate URL", onclick: () => act(r, "regenerateUrl", `Regenerate the trigger URL of "${r.name}"? The old URL stops working at once.`) }),
         h("button", { type: "button", class: "btn danger", text: "Delete", onclick: () => act(r, "delete", `Delete "${r.name}"? Its trigger URL stops working at once.`) }))),
     h("section", { class: "panel" },
       h("h2", { text: r.description }),

@@ -94,8 +94,19 @@ pub async fn run(command: JobsCommand) -> anyhow::Result<()> {
         JobsCommand::Watch(args) => {
             let api = Api::new(&args.client)?;
             let mut last = Value::Null;
+            let mut unreachable = 0;
             loop {
-                let job = api.call(reqwest::Method::GET, &format!("/v1-webhooks/jobs/{}", args.job), None).await?;
+                let job = match api.call(reqwest::Method::GET, &format!("/v1-webhooks/jobs/{}", args.job), None).await {
+                    Ok(job) => job,
+                    // hookd restarting: the job goes on, so keep watching for a while.
+                    Err(e) if e.to_string().starts_with("could not reach") && unreachable < 60 => {
+                        unreachable += 1;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                unreachable = 0;
                 if job["services"] != last["services"] || job["state"] != last["state"] {
                     if args.json {
                         print_json(&job);

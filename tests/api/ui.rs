@@ -335,3 +335,50 @@ async fn row_menus_are_whole_and_visible_at_desktop_and_phone_sizes() {
         }
     }
 }
+
+/// Issue 13: the receiver page regenerates its URL; a field's error is its description and
+/// marks it invalid; a new page moves focus to its heading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver: ./scripts/test.sh installs them"]
+async fn regenerate_on_the_page_errors_tied_to_fields_and_focus_on_headings() {
+    require("chromium");
+    require("chromedriver");
+    let app = spawn_app().await;
+    let r = app.scale_receiver("web-up", "web", "up", 1, 1, 5).await;
+    let b = browser().await;
+    let c = &b.client;
+    c.goto(&format!("{}/", app.base)).await.unwrap();
+    set(c, "#f-token", &app.token).await;
+    css(c, "form[data-test=sign-in] button").await.click().await.unwrap();
+    css(c, "tr[data-name='web-up']").await;
+    let focused: Value = c.execute("return document.activeElement.tagName", vec![]).await.unwrap();
+    assert_eq!(focused, json!("H1"), "focus moves to the new page's heading");
+
+    c.goto(&format!("{}/ui/#/receivers/{}", app.base, r["id"].as_str().unwrap())).await.unwrap();
+    css(c, "[data-test=regenerate]").await;
+    c.execute("window.confirm = () => true", vec![]).await.unwrap();
+    css(c, "[data-test=regenerate]").await.click().await.unwrap();
+    let changed = eventually(Duration::from_secs(10), || async {
+        let url = css(c, "[data-test=trigger-url]").await.prop("value").await.unwrap().unwrap_or_default();
+        !url.is_empty() && url != r["url"].as_str().unwrap()
+    })
+    .await;
+    assert!(changed, "the page shows a new URL");
+    let (status, _) = app.trigger(r["url"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the old URL is revoked");
+
+    c.goto(&format!("{}/ui/#/receivers/new", app.base)).await.unwrap();
+    set(c, "#f-name", "bad").await;
+    css(c, "#f-serviceId option[value=web]").await.click().await.unwrap();
+    set(c, "#f-min", "5").await;
+    set(c, "#f-max", "2").await;
+    css(c, "[data-test=save]").await.click().await.unwrap();
+    text_appears(c, "Max must be greater than min").await;
+    let max = css(c, "#f-max").await;
+    assert_eq!(max.attr("aria-invalid").await.unwrap().as_deref(), Some("true"));
+    let described: Value = c
+        .execute("return document.getElementById(document.getElementById('f-max').getAttribute('aria-describedby').split(' ')[0]).textContent", vec![])
+        .await
+        .unwrap();
+    assert!(described.as_str().unwrap().contains("Max must be greater than min"), "{described}");
+}
