@@ -21,6 +21,7 @@ NEEDED=(
   "socat:socat"
   "openssl:openssl"
   "ip:iproute2"
+  "systemd-analyze:systemd"
 )
 
 missing=()

@@ -38,6 +38,13 @@ enum Command {
     /// Follow long actions (upgrades): list, get, watch.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Print a shell completion script (for example: hookd completions bash > /etc/bash_completion.d/hookd).
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, hookd(1), in roff (for example: hookd man > /usr/share/man/man1/hookd.1).
+    Man,
     /// A tiny worker process used by `hookd demo` as its sample service.
     #[command(hide = true)]
     SampleWorker,
@@ -77,6 +84,15 @@ pub fn main() -> ExitCode {
             Command::Executions(args) => client::executions(args).await,
             Command::Services(args) => client::services(args).await,
             Command::Jobs(cmd) => jobs::run(cmd).await,
+            Command::Completions { shell } => {
+                // Into memory first: clap_complete panics on a closed pipe (`| head`).
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "hookd", &mut script);
+                std::io::Write::write_all(&mut std::io::stdout(), &script).map_err(Into::into)
+            }
+            Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut std::io::stdout())
+                .map_err(Into::into),
             Command::SampleWorker => demo::sample_worker().await,
             Command::KeepReplica(_) => unreachable!("handled before the runtime starts"),
         }

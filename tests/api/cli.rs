@@ -266,3 +266,28 @@ async fn receiver_options_have_flags_and_are_shown() {
     let (ok, out, err) = hookd(&app, &["receivers", "update", "careful", "--cooldown-down", "0"]).await;
     assert!(ok && out.contains("cooldownDownSeconds=0") && out.contains("atBound=refuse"), "{out}{err}");
 }
+
+/// Issue 13: completions and the man page come from the CLI's own definition, and the
+/// systemd unit passes `systemd-analyze verify` (pointed at the built binary).
+#[tokio::test]
+#[ignore = "needs systemd-analyze: ./scripts/test.sh installs it"]
+async fn completions_man_page_and_the_systemd_unit() {
+    crate::components::require("systemd-analyze");
+    let app = spawn_app().await;
+    for shell in ["bash", "zsh", "fish"] {
+        let (ok, out, err) = hookd(&app, &["completions", shell]).await;
+        assert!(ok && out.contains("hookd") && out.contains("receivers"), "{shell}: {err}");
+    }
+    let (ok, man, _) = hookd(&app, &["man"]).await;
+    assert!(ok && man.contains(".TH hookd 1") && man.contains("receivers"), "{man}");
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/hookd.service")).unwrap();
+    for hardening in ["DynamicUser=yes", "StateDirectory=hookd", "ProtectSystem=strict", "NoNewPrivileges=yes"] {
+        assert!(unit.contains(hardening), "{hardening}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookd.service");
+    std::fs::write(&path, unit.replace("/usr/bin/hookd", env!("CARGO_BIN_EXE_hookd"))).unwrap();
+    let output = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&path).output().await.unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && said.trim().is_empty(), "systemd-analyze: {said}");
+}
