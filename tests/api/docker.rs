@@ -200,6 +200,26 @@ async fn compose_up(host: &str, dir: &std::path::Path, project: &str) {
     cli(host, "docker-compose", &["-f", file.to_str().unwrap(), "-p", project, "up", "-d"]).await;
 }
 
+/// `docker-compose down`, retried: the engine can still be detaching the last container
+/// from the project's network ("has active endpoints") for a moment after stopping it.
+pub async fn compose_down(host: &str, file: &std::path::Path, project: &str) {
+    let mut last = String::new();
+    for _ in 0..10 {
+        let output = tokio::process::Command::new("docker-compose")
+            .args(["-f", file.to_str().unwrap(), "-p", project, "down", "-t", "1"])
+            .env("DOCKER_HOST", host)
+            .output()
+            .await
+            .expect("docker-compose runs");
+        if output.status.success() {
+            return;
+        }
+        last = String::from_utf8_lossy(&output.stderr).into_owned();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("docker-compose down failed: {last}");
+}
+
 async fn compose_running(host: &str, project: &str) -> Vec<(u32, String)> {
     let out = docker(
         host,
@@ -279,7 +299,7 @@ async fn compose_scale_up_and_down_like_docker_compose_does() {
     let listed = desired(&app, &service).await.expect("listed");
     assert_eq!((listed["scale"].as_u64(), listed["serviceKind"].as_str()), (Some(2), Some("compose")), "{listed}");
     assert_eq!(listed["labels"]["tier"], "worker");
-    cli(&host, "docker-compose", &["-f", file.to_str().unwrap(), "-p", &project, "down", "-t", "1"]).await;
+    compose_down(&host, &file, &project).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,5 +318,5 @@ async fn compose_fifty_concurrent_ups_end_at_exactly_twenty() {
     let replicas = compose_running(&host, &project).await;
     assert_eq!(replicas.iter().map(|r| r.0).collect::<Vec<_>>(), (1..=20).collect::<Vec<u32>>());
     let file = dir.path().join("docker-compose.yml");
-    cli(&host, "docker-compose", &["-f", file.to_str().unwrap(), "-p", &project, "down", "-t", "1"]).await;
+    compose_down(&host, &file, &project).await;
 }

@@ -397,7 +397,7 @@ async fn compose_rolls_three_replicas_one_at_a_time_both_orders() {
     eprintln!("compose: a rollout onto a missing image: {result:?}");
     assert!(matches!(result, Err(BackendError::Refused(_) | BackendError::Unavailable(_))), "{result:?}");
     assert_eq!(docker(&host, &ps).await, ids);
-    compose(&host, &file, &project, &["down", "-t", "1"]).await;
+    crate::docker::compose_down(&host, &file, &project).await;
 }
 
 /// Issue 12 end to end on Swarm: a registry v2 notification through the trigger URL

@@ -356,10 +356,14 @@ async fn regenerate_on_the_page_errors_tied_to_fields_and_focus_on_headings() {
 
     c.goto(&format!("{}/ui/#/receivers/{}", app.base, r["id"].as_str().unwrap())).await.unwrap();
     css(c, "[data-test=regenerate]").await;
-    c.execute("window.confirm = () => true", vec![]).await.unwrap();
-    css(c, "[data-test=regenerate]").await.click().await.unwrap();
+    c.execute("window.confirm = () => true; document.querySelector('[data-test=regenerate]').click()", vec![])
+        .await
+        .unwrap();
+    // Read in the page: the page re-renders, and a held element can go stale.
     let changed = eventually(Duration::from_secs(10), || async {
-        let url = css(c, "[data-test=trigger-url]").await.prop("value").await.unwrap().unwrap_or_default();
+        let url: Value =
+            c.execute("return document.querySelector('[data-test=trigger-url]')?.value || ''", vec![]).await.unwrap();
+        let url = url.as_str().unwrap_or("");
         !url.is_empty() && url != r["url"].as_str().unwrap()
     })
     .await;
