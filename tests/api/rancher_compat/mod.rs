@@ -10,6 +10,9 @@
 //! an operator's change of scale made through another receiver. Where hookd deliberately
 //! answers otherwise, the test asserts hookd's answer and names the row of the README's
 //! table of differences.
+//!
+//! Not ported: `test_webhook_service_no_image`. Cattle's selector services (image
+//! `rancher/none`) have no counterpart in Docker or the local backend.
 
 mod awaiting_driver;
 mod service;
