@@ -15,6 +15,7 @@ mod edge;
 mod edge_review;
 mod faults;
 mod helpers;
+mod image;
 mod local_backend;
 mod ops;
 mod rancher_compat;
