@@ -355,3 +355,44 @@ async fn sqlite_a_second_store_on_one_file_is_refused() {
     let Err(error) = store::open(&url, Retention::default()).await else { panic!("two stores on one file") };
     assert!(error.to_string().contains("in use by another hookd"), "{error}");
 }
+
+/// Review of issue 12: finished jobs older than the history's age limit are pruned at the
+/// next age sweep (one runs when a store opens); a running job is never pruned.
+#[tokio::test]
+async fn sqlite_old_finished_jobs_are_pruned_and_running_ones_kept() {
+    use hookd::domain::{Job, JobId, JobState, Rollout};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("hookd.db").display());
+    let job = |state: JobState, days_ago: i64| {
+        let at = now_millis() - days_ago * 86_400_000;
+        Job {
+            id: JobId::generate(),
+            receiver: ReceiverId::generate(),
+            project: ProjectName::parse("default").unwrap(),
+            execution: ExecutionId::generate(),
+            backend: "local".into(),
+            state,
+            rollout: Rollout { batch_size: 1, interval_seconds: 1, start_first: false },
+            steps: Vec::new(),
+            error: None,
+            created: at,
+            updated: at,
+            finished: (state != JobState::Running).then_some(at),
+        }
+    };
+    let (old_done, old_running, recent) =
+        (job(JobState::Succeeded, 40), job(JobState::Running, 40), job(JobState::Failed, 1));
+    {
+        let store = store::open(&url, Retention::default()).await.unwrap();
+        for j in [&old_done, &old_running, &recent] {
+            store.save_job(j, None).await.unwrap();
+        }
+        store.close().await;
+    }
+    let store = store::open(&url, Retention::default()).await.unwrap();
+    store.save_job(&recent, None).await.unwrap();
+    assert_eq!(store.job(old_done.id).await.unwrap(), None, "40 days old and finished: pruned");
+    assert_eq!(store.job(old_running.id).await.unwrap(), Some(old_running.clone()), "running: kept");
+    assert_eq!(store.job(recent.id).await.unwrap(), Some(recent.clone()));
+    assert_eq!(store.running_jobs().await.unwrap(), vec![old_running]);
+}

@@ -118,6 +118,14 @@ impl Pruner {
             if self.limits.max_age_days > 0 {
                 let cutoff = now - i64::from(self.limits.max_age_days) * 86_400_000;
                 full |= delete_oldest(conn, delta, i64::from(CHUNK), cutoff)? == i64::from(CHUNK);
+                // Finished jobs go with the history of their age; a running one never does.
+                let jobs = conn
+                    .prepare_cached(
+                        "DELETE FROM jobs WHERE id IN \
+                         (SELECT id FROM jobs WHERE state != 'running' AND created < ?1 LIMIT ?2)",
+                    )?
+                    .execute(rusqlite::params![cutoff, CHUNK])?;
+                full |= jobs == CHUNK as usize;
             }
             full |= prune_decisions(conn, i64::from(CHUNK), now - DECISIONS_KEPT_MS)? == i64::from(CHUNK);
             if self.limits.total > 0 {
