@@ -14,6 +14,7 @@ Usage: python3 bench/edge.py (after `cargo build --release`); knob EDGE_IDLE.
 import os
 import re
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -165,6 +166,7 @@ def main():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -58,8 +58,10 @@ halt | stop)
   fi
   [ "$action" = halt ] && exit 0
   # Overlay and netns mounts can outlive dockerd: unmount everything below DIR, deepest first.
-  grep -F " $dir/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  # (grep finds nothing when dockerd unmounted all: not an error, whatever pipefail says.)
+  { grep -F " $dir/" /proc/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   for _ in 1 2 3 4 5; do rm -rf "$dir" 2>/dev/null && break; sleep 1; done
+  [ ! -e "$dir" ] || { echo "could not remove $dir" >&2; exit 1; }
   ;;
 *)
   echo "usage: $0 start|halt|stop DIR [--swarm] [dockerd flags...]" >&2

@@ -35,6 +35,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The .deb test packages hookd with cargo-deb (from crates.io).
+if ! command -v cargo-deb >/dev/null 2>&1; then
+  log "installing cargo-deb"
+  cargo install cargo-deb --locked --version 3.8.0
+fi
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 

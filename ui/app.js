@@ -109,10 +109,10 @@ async function act(receiver, action, confirmText) {
 }
 
 function optionsMenu(r) {
-  const item = (text, onclick, cls) => h("button", { type: "button", class: cls, text, onclick, "data-test": `menu-${text.toLowerCase().replace(/\W+/g, "-")}` });
+  const item = (text, onclick, cls) => h("button", { type: "button", class: cls, text, onclick, role: "menuitem", tabindex: "-1", "data-test": `menu-${text.toLowerCase().replace(/\W+/g, "-")}` });
   const readOnly = session.role === "read-only";
   const menu = h("details", { class: "menu" },
-    h("summary", { "aria-label": `Options for ${r.name}`, text: "⋯" }),
+    h("summary", { "aria-label": `Options for ${r.name}`, "aria-haspopup": "menu", "aria-expanded": "false", text: "⋯" }),
     h("div", { class: "items", role: "menu" },
       item("View", () => (location.hash = `#/receivers/${r.id}`)),
       !readOnly && item("Clone", () => (location.hash = `#/receivers/new?clone=${r.id}`)),
@@ -122,7 +122,47 @@ function optionsMenu(r) {
       !readOnly && item("Delete", () => act(r, "delete", `Delete "${r.name}"? Its trigger URL stops working at once.`), "danger"),
     ));
   menu.addEventListener("toggle", () => placeMenu(menu));
+  menuKeys(menu);
   return menu;
+}
+
+// The menu button pattern (WAI-ARIA APG): opening focuses an item; arrows, Home and End move
+// among the items; Escape closes and returns to the button; Tab closes and moves on.
+function menuKeys(menu) {
+  const summary = menu.querySelector("summary");
+  const items = () => [...menu.querySelectorAll("[role=menuitem]")];
+  let focusLast = false;
+  menu.addEventListener("toggle", () => {
+    summary.setAttribute("aria-expanded", String(menu.open));
+    if (menu.open) items().at(focusLast ? -1 : 0).focus();
+    focusLast = false;
+  });
+  menu.addEventListener("keydown", (event) => {
+    const all = items(), at = all.indexOf(document.activeElement);
+    const go = (index) => { event.preventDefault(); all[(index + all.length) % all.length].focus(); };
+    if (!menu.open) {
+      if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+        event.preventDefault();
+        focusLast = event.key === "ArrowUp";
+        menu.open = true;
+      }
+      return;
+    }
+    switch (event.key) {
+      case "ArrowDown": return go(at + 1);
+      case "ArrowUp": return go(at - 1);
+      case "Home": return go(0);
+      case "End": return go(-1);
+      case "Escape":
+        event.preventDefault();
+        menu.open = false;
+        summary.focus();
+        return;
+      case "Tab":
+        menu.open = false;
+        return;
+    }
+  });
 }
 
 // A fixed menu would float away from its row: close it on scroll and resize.

@@ -1,6 +1,10 @@
 //! `hookd demo`: a ready-to-try hookd with a sample service and two receivers.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::Context;
 use clap::Args;
@@ -64,11 +68,17 @@ async fn create(http: &reqwest::Client, base: &str, token: &str, body: Value) ->
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let temporary = args.data_dir.is_none();
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("hookd-demo-{}", std::process::id())));
+    // A temporary data directory goes when the demo ends, however it ends short of a kill;
+    // what a killed demo left behind, the next demo removes.
+    let temporary = match &args.data_dir {
+        Some(_) => None,
+        None => {
+            remove_abandoned_demo_dirs();
+            Some(TemporaryDir(std::env::temp_dir().join(format!("{DEMO_DIR_PREFIX}{}", std::process::id()))))
+        }
+    };
+    let data_dir =
+        args.data_dir.clone().unwrap_or_else(|| temporary.as_ref().expect("set when no --data-dir").0.clone());
     let config = demo_config(&args, data_dir.clone())?;
     let token = config.admin_token.clone().expect("set above");
     init_logging(LogFormat::Text);
@@ -119,10 +129,34 @@ Stop with Ctrl-C; the sample processes stop with hookd.
         hookd = hookd_command(),
     );
     let result = server.await?;
-    if temporary {
-        let _ = std::fs::remove_dir_all(&data_dir);
-    }
+    drop(temporary);
     result
+}
+
+const DEMO_DIR_PREFIX: &str = "hookd-demo-";
+
+/// Removed on drop.
+struct TemporaryDir(PathBuf);
+
+impl Drop for TemporaryDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes the temporary data directories of demos whose process is gone.
+fn remove_abandoned_demo_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(DEMO_DIR_PREFIX)).and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// How to run this binary from the user's shell: `hookd` when it is on PATH, its path otherwise.

@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod guard;
 mod jobs;
+mod openapi;
 mod ops;
 mod receivers;
 mod schemas;
@@ -107,6 +108,7 @@ const TRIGGER_PATH: &str = "/v1-webhooks/endpoint";
 fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/v1-webhooks", get(ops::api_root))
+        .route("/v1-webhooks/openapi.json", get(openapi::document))
         .route("/v1-webhooks/schemas", get(schemas::list))
         .route("/v1-webhooks/schemas/{id}", get(schemas::get))
         .route("/v1-webhooks/receivers", get(receivers::list).post(receivers::create))

@@ -101,6 +101,7 @@ pub async fn api_root(
             "self": base,
             "receivers": format!("{base}/receivers"),
             "schemas": format!("{base}/schemas"),
+            "openapi": format!("{base}/openapi.json"),
             "services": format!("{base}/services"),
         },
     }))

@@ -291,3 +291,47 @@ async fn completions_man_page_and_the_systemd_unit() {
     let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success() && said.trim().is_empty(), "systemd-analyze: {said}");
 }
+
+/// Issue 13: `hookd demo` listens where HOOKD_LISTEN says, removes its temporary data
+/// directory when it stops, and removes what a killed demo left.
+#[tokio::test]
+async fn demo_reads_hookd_listen_and_leaves_nothing_in_tmp() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let abandoned = tmp.path().join("hookd-demo-4194305"); // above pid_max: no such process
+    std::fs::create_dir_all(abandoned.join("data")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .arg("demo")
+        .env("HOOKD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let running = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("hookd demo is running at") {
+                return line;
+            }
+        }
+        panic!("the demo ended before it ran");
+    })
+    .await
+    .expect("the demo starts");
+    assert!(running.contains(&format!("http://127.0.0.1:{port}")), "{running}");
+    let own = tmp.path().join(format!("hookd-demo-{}", demo.id().unwrap()));
+    assert!(own.is_dir(), "the demo's data directory is under TMPDIR");
+    assert!(!abandoned.exists(), "a killed demo's directory is removed");
+    let healthy = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.unwrap();
+    assert_eq!(healthy.status(), reqwest::StatusCode::OK);
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(demo.id().unwrap() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), demo.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "the demo left {left:?}");
+}

@@ -386,3 +386,59 @@ async fn regenerate_on_the_page_errors_tied_to_fields_and_focus_on_headings() {
         .unwrap();
     assert!(described.as_str().unwrap().contains("Max must be greater than min"), "{described}");
 }
+
+/// Issue 13: the row menu follows the menu button pattern: Enter opens it on its first
+/// item, arrows wrap, Home and End jump, Escape closes it and gives focus back to the button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver: ./scripts/test.sh installs them"]
+async fn the_row_menu_works_from_the_keyboard() {
+    use fantoccini::key::Key;
+    require("chromium");
+    require("chromedriver");
+    let app = spawn_app().await;
+    app.scale_receiver("keys", "web", "up", 1, 1, 5).await;
+    let b = browser().await;
+    let c = &b.client;
+    c.goto(&format!("{}/", app.base)).await.unwrap();
+    set(c, "#f-token", &app.token).await;
+    css(c, "form[data-test=sign-in] button").await.click().await.unwrap();
+    c.goto(&format!("{}/ui/#/receivers", app.base)).await.unwrap();
+    css(c, "tr[data-name='keys'] details.menu summary").await;
+    c.execute("document.querySelector(\"tr[data-name='keys'] details.menu summary\").focus()", vec![]).await.unwrap();
+    // What has focus, and whether the menu is open (as the button says).
+    let state = || async {
+        let script = r#"const s = document.querySelector("tr[data-name='keys'] details.menu summary");
+            const a = document.activeElement;
+            return [a === s ? "button" : a.getAttribute("data-test"), s.getAttribute("aria-expanded")];"#;
+        let v: Value = c.execute(script, vec![]).await.unwrap();
+        (v[0].as_str().unwrap_or("").to_owned(), v[1] == "true")
+    };
+    let press = |key: Key| async move {
+        c.active_element().await.unwrap().send_keys(&key.to_string()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    press(Key::Enter).await;
+    assert_eq!(state().await, ("menu-view".to_owned(), true), "Enter opens the menu on its first item");
+    press(Key::Down).await;
+    assert_eq!(state().await.0, "menu-clone");
+    press(Key::End).await;
+    assert_eq!(state().await.0, "menu-delete");
+    press(Key::Down).await;
+    assert_eq!(state().await.0, "menu-view", "ArrowDown wraps to the first item");
+    press(Key::Up).await;
+    assert_eq!(state().await.0, "menu-delete", "ArrowUp wraps to the last item");
+    press(Key::Home).await;
+    assert_eq!(state().await.0, "menu-view");
+    press(Key::Escape).await;
+    assert_eq!(state().await, ("button".to_owned(), false), "Escape closes and returns focus");
+    press(Key::Up).await;
+    assert_eq!(state().await, ("menu-delete".to_owned(), true), "ArrowUp on the button opens on the last item");
+    press(Key::Up).await;
+    press(Key::Enter).await;
+    // Regenerate URL asks first; dismiss its confirmation.
+    let confirm = c.get_alert_text().await;
+    if confirm.is_ok() {
+        c.dismiss_alert().await.unwrap();
+    }
+    assert!(confirm.unwrap_or_default().contains("Regenerate"), "Enter on an item runs it");
+}
