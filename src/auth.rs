@@ -43,6 +43,7 @@ pub async fn ensure_admin(store: &dyn Store, configured: Option<&Secret>) -> Sto
             role: Role::Owner,
             project: None,
             created: now_millis(),
+            expires: None,
         })
         .await?;
     Ok(generated.then_some(secret))
@@ -55,12 +56,24 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whether the caller may see the project at all (anything else is "not found").
     pub fn can_read(&self, project: &ProjectName) -> bool {
         self.token.project.as_ref().is_none_or(|p| p == project)
     }
 
+    /// Receivers: create, change, delete (owners and members).
     pub fn can_manage(&self, project: &ProjectName) -> bool {
         self.can_read(project) && self.token.role != Role::ReadOnly
+    }
+
+    /// Tokens and the audit log of the project (owners).
+    pub fn owns(&self, project: &ProjectName) -> bool {
+        self.can_read(project) && self.token.role == Role::Owner
+    }
+
+    /// Projects, signing keys, tokens of every project (owners of every project).
+    pub fn owns_all(&self) -> bool {
+        self.token.project.is_none() && self.token.role == Role::Owner
     }
 
     /// Read-only callers see receivers without their trigger URLs.

@@ -55,7 +55,7 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("project {0} has no backend")]
     NoBackend(String),
-    /// The service stayed locked (an upgrade rolling it) past the wait; nothing was done.
+    /// The service stayed locked (by an upgrade, or a queue of slow scales) past the wait; nothing was done.
     #[error("the service {0} is busy")]
     Busy(String),
 }

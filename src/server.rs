@@ -57,7 +57,7 @@ impl App {
             store,
             backends,
             engine,
-            keys,
+            keys: std::sync::RwLock::new(Arc::new(keys)),
             metrics,
             public_url: config.public_url.clone(),
             max_body_bytes: config.max_body_bytes,
@@ -66,6 +66,7 @@ impl App {
             sessions: Default::default(),
             failed_auth: Default::default(),
             sign_ins: tokio::sync::Semaphore::new(crate::http::SIGN_INS_AT_ONCE),
+            key_changes: tokio::sync::Mutex::new(()),
         });
         let metrics_listener = match config.metrics_listen {
             Some(address) => Some(

@@ -105,6 +105,11 @@ impl TriggerKeys {
             .ok_or_else(|| anyhow::anyhow!("no signing key after creating one"))
     }
 
+    /// The key new URLs are signed with.
+    pub fn current_kid(&self) -> &str {
+        &self.signing_kid
+    }
+
     pub fn sign(&self, claims: &TriggerClaims) -> String {
         let header = serde_json::to_vec(&WireHeader { alg: "HS256", kid: &self.signing_kid }).expect("serializable");
         let (sub, prj) = (claims.receiver.to_string(), claims.project.to_string());

@@ -410,6 +410,29 @@ async function servicesPage() {
   every(2000, refresh);
 }
 
+async function auditPage() {
+  const page = await api("GET", "/v1-webhooks/audit?limit=200");
+  const rows = page.data.map((e) => h("tr", { "data-test": "audit-row" },
+    h("td", { class: "muted", text: e.at.replace("T", " ").replace(/\.\d+Z$/, "Z") }),
+    h("td", { text: e.actor }),
+    h("td", { class: "hide-sm", text: e.projectId || "(all)" }),
+    h("td", { text: e.action }),
+    h("td", { class: "detail", text: `${e.target} ${e.detail}`.trim() })));
+  const body = page.data.length === 0
+    ? h("p", { class: "muted", text: "Nothing has been changed yet." })
+    : h("div", { class: "table-wrap" }, h("table", { "data-test": "audit" },
+      h("thead", {}, h("tr", {}, ["When", "Who", "Project", "Action", "What"].map((t, i) => h("th", { class: i === 2 ? "hide-sm" : null, text: t })))),
+      h("tbody", {}, rows)));
+  show(h("div", { class: "head" }, h("h1", { text: "Audit log" })), h("section", { class: "panel" }, body));
+}
+
+// Who is signed in, and the links their role may use.
+function showWho() {
+  const scope = session.project ? `project ${session.project}` : "every project";
+  document.getElementById("whoami").textContent = session.name ? `${session.name} · ${session.role} of ${scope}` : "";
+  document.getElementById("nav-audit").hidden = session.role !== "owner";
+}
+
 function signInPage() {
   const token = h("input", { type: "password", id: "f-token", name: "token", autocomplete: "current-password", required: true });
   const alertSlot = h("div", {});
@@ -445,11 +468,13 @@ async function route() {
     }
   }
   document.getElementById("nav").hidden = path === "/signin";
+  showWho();
   document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", path.startsWith(`/${a.dataset.nav}`)));
   const parts = path.split("/").filter(Boolean);
   try {
     if (parts[0] === "signin") signInPage();
     else if (parts[0] === "services") await servicesPage();
+    else if (parts[0] === "audit") await auditPage();
     else if (parts[0] === "receivers" && parts[1] === "new") await formPage(null, params.get("clone"));
     else if (parts[0] === "receivers" && parts[1] && parts[2] === "edit") await formPage(parts[1]);
     else if (parts[0] === "receivers" && parts[1]) await receiverPage(parts[1]);

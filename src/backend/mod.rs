@@ -138,13 +138,15 @@ pub trait Backend: Send + Sync + 'static {
 /// Every configured backend, and which one each project is bound to.
 pub struct Backends {
     all: Vec<Arc<dyn Backend>>,
-    by_project: HashMap<ProjectName, Arc<dyn Backend>>,
+    /// Projects of the config file, then those created through the API (which can come and go).
+    by_project: std::sync::RwLock<HashMap<ProjectName, Arc<dyn Backend>>>,
+    /// Projects defined in the config file: they cannot be deleted through the API.
+    configured: std::collections::HashSet<ProjectName>,
     /// This data directory's cgroup subtree, removed at shutdown.
     cgroups: Option<Arc<local::Cgroups>>,
 }
 
 impl Backends {
-    /// Starts the configured backends; the only place that chooses implementations.
     pub async fn start(config: &Config, store: Arc<dyn Store>, data_dir: &DataDirLock) -> anyhow::Result<Self> {
         let instance = data_dir.instance_id();
         let locals: Vec<_> = config.backends.iter().filter(|b| b.kind == BackendKind::Local).collect();
@@ -167,24 +169,57 @@ impl Backends {
             by_name.insert(&b.name, backend.clone());
             all.push(backend);
         }
-        let by_project = config
+        let mut by_project: HashMap<ProjectName, Arc<dyn Backend>> = config
             .projects
             .iter()
             .map(|p| Ok((ProjectName::parse(&p.name)?, by_name[p.backend.as_str()].clone())))
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self { all, by_project, cgroups })
+        let configured = by_project.keys().cloned().collect();
+        for stored in store.projects().await? {
+            match by_name.get(stored.backend.as_str()) {
+                _ if by_project.contains_key(&stored.name) => {
+                    tracing::warn!(project = %stored.name, "a project made through the API is also in the config file; the config's wins");
+                }
+                Some(backend) => {
+                    by_project.insert(stored.name, backend.clone());
+                }
+                None => tracing::warn!(
+                    project = %stored.name, backend = %stored.backend,
+                    "a project's backend is not in the config file; its receivers are refused until it is back"
+                ),
+            }
+        }
+        Ok(Self { all, by_project: std::sync::RwLock::new(by_project), configured, cgroups })
     }
 
-    pub fn for_project(&self, project: &ProjectName) -> Option<&Arc<dyn Backend>> {
-        self.by_project.get(project)
+    pub fn for_project(&self, project: &ProjectName) -> Option<Arc<dyn Backend>> {
+        self.by_project.read().expect("not poisoned").get(project).cloned()
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Arc<dyn Backend>> {
         self.all.iter().find(|b| b.name() == name)
     }
 
-    pub fn projects(&self) -> impl Iterator<Item = (&ProjectName, &Arc<dyn Backend>)> {
-        self.by_project.iter()
+    /// Every project and its backend, by name.
+    pub fn projects(&self) -> Vec<(ProjectName, Arc<dyn Backend>)> {
+        let mut all: Vec<_> =
+            self.by_project.read().expect("not poisoned").iter().map(|(p, b)| (p.clone(), b.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    pub fn is_configured(&self, project: &ProjectName) -> bool {
+        self.configured.contains(project)
+    }
+
+    /// Binds a project made through the API (already stored) to its backend.
+    pub fn add_project(&self, project: ProjectName, backend: Arc<dyn Backend>) {
+        self.by_project.write().expect("not poisoned").insert(project, backend);
+    }
+
+    /// Unbinds a project deleted through the API.
+    pub fn remove_project(&self, project: &ProjectName) {
+        self.by_project.write().expect("not poisoned").remove(project);
     }
 
     pub fn all(&self) -> &[Arc<dyn Backend>] {

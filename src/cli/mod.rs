@@ -1,5 +1,6 @@
 //! The `hookd` command line: `serve`, `demo`, and client commands that talk to the REST API.
 
+mod access;
 mod client;
 mod demo;
 mod jobs;
@@ -38,6 +39,17 @@ enum Command {
     /// Follow long actions (upgrades): list, get, watch.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// API tokens: list, create (the secret is shown once), revoke.
+    #[command(subcommand)]
+    Tokens(access::TokensCommand),
+    /// Projects: list, create (bound to a configured backend), delete.
+    #[command(subcommand)]
+    Projects(access::ProjectsCommand),
+    /// The keys that sign trigger URLs: list, rotate, retire.
+    #[command(subcommand)]
+    Keys(access::KeysCommand),
+    /// Who changed what, newest first.
+    Audit(access::AuditArgs),
     /// Print a shell completion script (for example: hookd completions bash > /etc/bash_completion.d/hookd).
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
@@ -84,6 +96,10 @@ pub fn main() -> ExitCode {
             Command::Executions(args) => client::executions(args).await,
             Command::Services(args) => client::services(args).await,
             Command::Jobs(cmd) => jobs::run(cmd).await,
+            Command::Tokens(cmd) => access::tokens(cmd).await,
+            Command::Projects(cmd) => access::projects(cmd).await,
+            Command::Keys(cmd) => access::keys(cmd).await,
+            Command::Audit(args) => access::audit(args).await,
             Command::Completions { shell } => {
                 // Into memory first: clap_complete panics on a closed pipe (`| head`).
                 let mut script = Vec::new();

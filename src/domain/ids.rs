@@ -44,6 +44,7 @@ uuid_id!(ReceiverId, "a receiver");
 uuid_id!(ExecutionId, "an execution");
 uuid_id!(ApiTokenId, "an API token");
 uuid_id!(JobId, "a job");
+uuid_id!(AuditId, "an audit entry");
 
 /// Checks a user-supplied name: not blank, bounded, and free of control characters,
 /// so it can be shown in logs, tables and the UI without surprises.
@@ -96,6 +97,7 @@ macro_rules! text_newtype {
 }
 
 text_newtype!(ReceiverName, "name", 128, "A receiver's name, unique within its project.");
+text_newtype!(TokenName, "name", 128, "An API token's name: who acted, in the audit log.");
 text_newtype!(
     ServiceId,
     "serviceId",

@@ -15,7 +15,9 @@ use std::fmt;
 
 pub use alert::{AlertRef, AlertStatus, Notification};
 pub use dedup::{Decided, Dedup, DedupKey, DedupKind, IDEMPOTENCY_WINDOW_SECONDS};
-pub use ids::{ApiTokenId, ExecutionId, JobId, ProjectName, ReceiverId, ReceiverName, ServiceId, ServiceKey};
+pub use ids::{
+    ApiTokenId, AuditId, ExecutionId, JobId, ProjectName, ReceiverId, ReceiverName, ServiceId, ServiceKey, TokenName,
+};
 pub use job::{Job, JobState, JobStep, Rollout, StepState};
 pub use scale::{
     AtBound, History, Intent, OnResolved, ScaleAction, ScaleDecision, ScaleOptions, ScaleServiceConfig, SkipReason,

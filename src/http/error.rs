@@ -121,7 +121,7 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Busy(service) => ApiError::unavailable(
                 "service_busy",
-                format!("{service} is being changed by another action (an upgrade rolling it); nothing was done, retry later"),
+                format!("{service} is being changed by another action (a scale or an upgrade) for longer than a trigger waits; nothing was done, retry later"),
                 10,
             ),
             // A receiver of a project removed from the config: a retry won't help.

@@ -16,7 +16,9 @@ use serde::de::DeserializeOwned;
 use super::{error::ApiError, guard::too_many_failures, AppState};
 use crate::{
     auth::{hash_token, Caller},
+    domain::now_millis,
     session,
+    store::ApiToken,
 };
 
 /// A JSON body: `Content-Type` must be JSON (parameters such as `charset` allowed) or absent;
@@ -207,10 +209,11 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let basic = basic_token(&parts.headers);
         if let Some(token) = bearer_token(&parts.headers).or(basic.as_deref()) {
             let found = state.store.api_token_by_hash(&hash_token(token)).await?;
-            return found.map(|token| Caller { token }).ok_or_else(|| {
+            let token = found.ok_or_else(|| {
                 state.failed_auth.failed(peer);
                 ApiError::unauthorized("the API token is not valid")
-            });
+            })?;
+            return live(token).map(|token| Caller { token });
         }
         let cookie = parts.headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(session::cookie_value);
         let session = match cookie {
@@ -231,7 +234,49 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 ));
             }
         }
-        Ok(Caller { token: session.token })
+        // Read again: a token revoked or expired since the sign-in ends its sessions.
+        let token = state.store.api_token(session.token.id).await?.ok_or_else(|| {
+            state.sessions.close(cookie.unwrap_or_default());
+            ApiError::unauthorized("this session's API token was revoked; sign in again")
+        })?;
+        live(token).map(|token| Caller { token })
+    }
+}
+
+/// A token past its expiry is refused, with when it expired.
+fn live(token: ApiToken) -> Result<ApiToken, ApiError> {
+    match token.expires {
+        Some(at) if at <= now_millis() => Err(ApiError::unauthorized(format!(
+            "the API token {:?} expired at {}",
+            token.name,
+            super::wire::rfc3339(at)
+        ))),
+        _ => Ok(token),
+    }
+}
+
+#[cfg(test)]
+mod expiry {
+    use super::*;
+    use crate::{domain::ApiTokenId, store::Role};
+
+    /// Issue 14: a token past its expiry is refused, and the answer says since when.
+    #[test]
+    fn an_expired_token_is_refused() {
+        let token = |expires| ApiToken {
+            id: ApiTokenId::generate(),
+            name: "ci".into(),
+            hash: String::new(),
+            role: Role::Member,
+            project: None,
+            created: 0,
+            expires,
+        };
+        let refused = live(token(Some(now_millis() - 1))).unwrap_err();
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+        assert!(refused.message.contains("expired at"), "{}", refused.message);
+        assert!(live(token(Some(now_millis() + 60_000))).is_ok());
+        assert!(live(token(None)).is_ok());
     }
 }
 

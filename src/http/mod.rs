@@ -3,6 +3,7 @@
 //! Handlers are thin: they parse wire types into domain types, call the store, a backend
 //! or the engine, and convert back. Status codes are chosen only in `error.rs`.
 
+mod access;
 mod alertmanager_config;
 mod error;
 mod extract;
@@ -48,7 +49,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub backends: Arc<Backends>,
     pub engine: Engine,
-    pub keys: TriggerKeys,
+    /// Swapped whole when keys rotate; the trigger path clones the `Arc`.
+    pub keys: std::sync::RwLock<Arc<TriggerKeys>>,
     pub metrics: Arc<Metrics>,
     /// Configured base of trigger URLs; `None` means "from the request's Host".
     pub public_url: Option<String>,
@@ -61,9 +63,15 @@ pub struct AppState {
     pub failed_auth: guard::FailedAuth,
     /// Sign-in bodies being read at once (the only body read before authentication).
     pub sign_ins: tokio::sync::Semaphore,
+    /// Signing-key changes, one at a time.
+    pub key_changes: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
+    pub fn keys(&self) -> Arc<TriggerKeys> {
+        self.keys.read().expect("not poisoned").clone()
+    }
+
     /// Base URL for links and trigger URLs.
     pub fn base_url(&self, headers: &HeaderMap) -> String {
         if let Some(url) = &self.public_url {
@@ -77,23 +85,24 @@ impl AppState {
         format!("http://{host}")
     }
 
-    /// The project a request names (`default` when it names none), if the caller may use it.
+    /// The project a request names (the caller's own, or `default`, when it names none), if
+    /// the caller may see it. A project the caller may not see is "not found", like one that
+    /// does not exist: a token learns nothing of other projects.
     pub fn project(
         &self,
         caller: &Caller,
         requested: Option<&str>,
-    ) -> Result<(ProjectName, &Arc<dyn Backend>), ApiError> {
-        let project = match requested {
-            Some(p) => ProjectName::parse(p)?,
-            None => ProjectName::default_project(),
+    ) -> Result<(ProjectName, Arc<dyn Backend>), ApiError> {
+        let project = match (requested, &caller.token.project) {
+            (Some(p), _) => ProjectName::parse(p)?,
+            (None, Some(own)) => own.clone(),
+            (None, None) => ProjectName::default_project(),
         };
-        let backend = self
-            .backends
-            .for_project(&project)
-            .ok_or_else(|| ApiError::not_found("project_not_found", format!("there is no project {project}")))?;
+        let not_found = || ApiError::not_found("project_not_found", format!("there is no project {project}"));
         if !caller.can_read(&project) {
-            return Err(ApiError::forbidden("forbidden", format!("this API token has no access to project {project}")));
+            return Err(not_found());
         }
+        let backend = self.backends.for_project(&project).ok_or_else(not_found)?;
         Ok((project, backend))
     }
 }
@@ -121,6 +130,12 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1-webhooks/receivers/{id}/jobs", get(jobs::of_receiver))
         .route("/v1-webhooks/jobs/{id}", get(jobs::get))
         .route("/v1-webhooks/services", get(ops::services))
+        .route("/v1-webhooks/tokens", get(access::list_tokens).post(access::create_token))
+        .route("/v1-webhooks/tokens/{id}", axum::routing::delete(access::revoke_token))
+        .route("/v1-webhooks/projects", get(access::list_projects).post(access::create_project))
+        .route("/v1-webhooks/projects/{name}", axum::routing::delete(access::delete_project))
+        .route("/v1-webhooks/keys", get(access::list_keys).post(access::keys_action))
+        .route("/v1-webhooks/audit", get(access::list_audit))
         .route("/", get(ui::root))
         .route("/ui/", get(ui::index))
         .route("/ui/app.js", get(ui::app_js))

@@ -60,7 +60,7 @@ fn limit(requested: Option<i64>) -> Result<u32, ApiError> {
 }
 
 pub(super) fn trigger_url(state: &AppState, base: &str, r: &Receiver) -> String {
-    let token = state.keys.sign(&TriggerClaims {
+    let token = state.keys().sign(&TriggerClaims {
         receiver: r.id,
         project: r.project.clone(),
         driver: r.config.driver(),
@@ -223,6 +223,8 @@ pub async fn create(
     };
     state.store.insert_receiver(&receiver).await?;
     tracing::info!(receiver = %receiver.id, project = %receiver.project, "created receiver");
+    let what = format!("{} ({})", receiver.name.as_str(), receiver.config.describe());
+    state.audit(&caller, Some(&receiver.project), "receiver.create", receiver.id.to_string(), what).await;
     let base = state.base_url(&headers);
     let location = format!("{base}/v1-webhooks/receivers/{}", receiver.id);
     // 200, not 201: Rancher answered 200, and its tests and users' scripts check for it.
@@ -311,6 +313,13 @@ pub async fn update(
         }
     })
     .await?;
+    let what = format!(
+        "{} ({}, {})",
+        receiver.name.as_str(),
+        receiver.config.describe(),
+        if receiver.enabled { "enabled" } else { "disabled" }
+    );
+    state.audit(&caller, Some(&receiver.project), "receiver.update", receiver.id.to_string(), what).await;
     Ok(Json(render(&state, &caller, &state.base_url(&headers), &receiver)))
 }
 
@@ -321,6 +330,8 @@ pub async fn delete(
     require_manage(&caller, &receiver)?;
     state.store.delete_receiver(receiver.id).await?;
     tracing::info!(receiver = %receiver.id, "deleted receiver");
+    let name = receiver.name.as_str().to_owned();
+    state.audit(&caller, Some(&receiver.project), "receiver.delete", receiver.id.to_string(), name).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -333,6 +344,7 @@ pub async fn action(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let query: ActionQuery = parse_query(q.as_deref())?;
     require_manage(&caller, &receiver)?;
+    let action = query.action.clone().unwrap_or_default();
     let change: fn(&mut Receiver) = match query.action.as_deref() {
         Some("enable") => |r| r.enabled = true,
         Some("disable") => |r| r.enabled = false,
@@ -345,6 +357,8 @@ pub async fn action(
         }
     };
     let receiver = edit(&state, &receiver, change).await?;
+    let audited = format!("receiver.{action}");
+    state.audit(&caller, Some(&receiver.project), &audited, receiver.id.to_string(), receiver.name.as_str()).await;
     Ok(Json(render(&state, &caller, &state.base_url(&headers), &receiver)))
 }
 

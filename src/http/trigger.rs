@@ -135,7 +135,7 @@ fn verify(state: &AppState, req: &Request) -> Result<TriggerClaims, Refusal> {
         return Err(Refusal::InvalidToken);
     }
     let token = query.token.as_deref().or_else(|| bearer_token(req.headers())).ok_or(Refusal::NoToken)?;
-    state.keys.verify(token).map_err(|_| Refusal::InvalidToken)
+    state.keys().verify(token).map_err(|_| Refusal::InvalidToken)
 }
 
 /// The answer to a forged token, serialized once: this is the path an attacker hammers.

@@ -67,6 +67,7 @@ pub struct SignIn {
 fn session_json(session: &Session) -> serde_json::Value {
     json!({
         "csrf": session.csrf,
+        "name": session.token.name,
         "role": session.token.role.as_str(),
         "project": session.token.project.as_ref().map(|p| p.as_str()),
     })

@@ -15,8 +15,8 @@ pub use sqlite::SqliteStore;
 use crate::{
     config::Retention,
     domain::{
-        ApiTokenId, Decided, DedupKey, Execution, ExecutionId, Job, JobId, Millis, ProjectName, Receiver, ReceiverId,
-        ServiceKey,
+        ApiTokenId, AuditId, Decided, DedupKey, Execution, ExecutionId, Job, JobId, Millis, ProjectName, Receiver,
+        ReceiverId, ServiceKey,
     },
 };
 
@@ -115,6 +115,38 @@ pub struct ApiToken {
     /// `None`: every project.
     pub project: Option<ProjectName>,
     pub created: Millis,
+    /// After this, the token is refused.
+    pub expires: Option<Millis>,
+}
+
+impl ApiToken {
+    pub fn expired(&self, now: Millis) -> bool {
+        self.expires.is_some_and(|e| e <= now)
+    }
+}
+
+/// A project created through the API, bound to a configured backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredProject {
+    pub name: ProjectName,
+    pub backend: String,
+    pub created: Millis,
+}
+
+/// One management action: who (an API token's name and id) did what to what, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: AuditId,
+    pub at: Millis,
+    pub actor: String,
+    pub actor_id: ApiTokenId,
+    /// `None` for actions on no one project (signing keys, tokens of every project).
+    pub project: Option<ProjectName>,
+    /// `receiver.create`, `token.revoke`, `keys.rotate`, …
+    pub action: String,
+    /// The id or name acted on.
+    pub target: String,
+    pub detail: String,
 }
 
 /// A key that signs trigger URLs, shared by every replica through the store.
@@ -177,9 +209,33 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts a key unless one with the same kid exists.
     async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
 
+    /// Retires every live key but `keep` (URLs they signed stop working).
+    async fn retire_signing_keys(&self, keep: &str, at: Millis) -> StoreResult<u64>;
+
     async fn insert_api_token(&self, token: &ApiToken) -> StoreResult<()>;
     async fn api_token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiToken>>;
+    async fn api_token(&self, id: ApiTokenId) -> StoreResult<Option<ApiToken>>;
     async fn count_api_tokens(&self) -> StoreResult<u64>;
+    /// Tokens in creation order: of one project, or every token when `project` is `None`.
+    async fn list_api_tokens(&self, project: Option<&ProjectName>) -> StoreResult<Vec<ApiToken>>;
+    /// Deletes a token; false when it did not exist.
+    async fn delete_api_token(&self, id: ApiTokenId) -> StoreResult<bool>;
+
+    async fn projects(&self) -> StoreResult<Vec<StoredProject>>;
+    /// `Conflict` when the name is taken.
+    async fn insert_project(&self, project: &StoredProject) -> StoreResult<()>;
+    /// Deletes a project and the tokens scoped to it, in one transaction; `Conflict` while it
+    /// has receivers; false when it did not exist.
+    async fn delete_project(&self, name: &ProjectName) -> StoreResult<bool>;
+
+    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// Newest first, older than `before` when given; of one project, or all when `None`.
+    async fn list_audit(
+        &self,
+        project: Option<&ProjectName>,
+        limit: u32,
+        before: Option<AuditId>,
+    ) -> StoreResult<Vec<AuditEntry>>;
 
     /// Desired scales the local backend persisted, by service name.
     async fn local_scales(&self, backend: &str) -> StoreResult<HashMap<String, u32>>;

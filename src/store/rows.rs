@@ -245,7 +245,11 @@ pub struct ApiTokenRow {
     pub role: String,
     pub project: Option<String>,
     pub created: Millis,
+    pub expires: Option<Millis>,
 }
+
+/// The columns an [`ApiTokenRow`] is read from.
+pub const API_TOKEN_COLUMNS: &str = "id, name, hash, role, project, created, expires";
 
 impl ApiTokenRow {
     pub fn into_domain(self) -> StoreResult<ApiToken> {
@@ -256,6 +260,7 @@ impl ApiTokenRow {
             role: Role::parse(&self.role).ok_or_else(|| corrupt(format!("api token role {:?}", self.role)))?,
             project: self.project.map(|p| ProjectName::parse(&p)).transpose().map_err(corrupt)?,
             created: self.created,
+            expires: self.expires,
         })
     }
 }

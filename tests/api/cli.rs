@@ -4,7 +4,7 @@ use tokio::process::Command;
 
 use crate::helpers::{spawn_app, TestApp};
 
-async fn hookd(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+pub async fn hookd(app: &TestApp, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_hookd"))
         .args(args)
         .env("HOOKD_URL", &app.base)

@@ -1,5 +1,6 @@
 //! hookd's one integration test binary: the real server on port 0, driven over HTTP.
 
+mod access;
 mod alerts;
 mod bad_input;
 mod cli;

@@ -233,6 +233,31 @@ async fn issue_13_the_openapi_document_matches_every_answer_the_server_gives() {
     Call::new(&app, M::DELETE, session, session).anonymous().header("cookie", &cookie).send(c).await;
     Call::new(&app, M::GET, session, session).anonymous().header("cookie", &cookie).send(c).await;
 
+    // Access: tokens, projects, keys, the audit log.
+    let tokens = "/v1-webhooks/tokens";
+    let made = json!({"name": "ci", "role": "member", "expiresInDays": 30});
+    let (status, token, _) = Call::new(&app, M::POST, tokens, tokens).json(&made).send(c).await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    Call::new(&app, M::POST, tokens, tokens).json(&json!({"name": "x", "role": "root"})).send(c).await;
+    Call::new(&app, M::GET, tokens, tokens).send(c).await;
+    let revoke = format!("{tokens}/{}", token["id"].as_str().unwrap());
+    Call::new(&app, M::DELETE, "/v1-webhooks/tokens/{id}", &revoke).send(c).await;
+    Call::new(&app, M::DELETE, "/v1-webhooks/tokens/{id}", &revoke).send(c).await;
+    let projects = "/v1-webhooks/projects";
+    let team = json!({"name": "team", "backend": "local"});
+    Call::new(&app, M::POST, projects, projects).json(&team).send(c).await;
+    Call::new(&app, M::POST, projects, projects).json(&team).send(c).await;
+    Call::new(&app, M::POST, projects, projects).json(&json!({"name": "t2", "backend": "nope"})).send(c).await;
+    Call::new(&app, M::GET, projects, projects).send(c).await;
+    Call::new(&app, M::DELETE, "/v1-webhooks/projects/{name}", "/v1-webhooks/projects/team").send(c).await;
+    Call::new(&app, M::DELETE, "/v1-webhooks/projects/{name}", "/v1-webhooks/projects/default").send(c).await;
+    let keys = "/v1-webhooks/keys";
+    Call::new(&app, M::GET, keys, keys).send(c).await;
+    Call::new(&app, M::POST, keys, format!("{keys}?action=rotate")).send(c).await;
+    Call::new(&app, M::POST, keys, format!("{keys}?action=spin")).send(c).await;
+    let (_, audit, _) = Call::new(&app, M::GET, "/v1-webhooks/audit", "/v1-webhooks/audit?limit=2").send(c).await;
+    assert_eq!(audit["data"][0]["action"], "keys.rotate", "{audit}");
+
     for path in ["/healthz", "/readyz", "/metrics"] {
         Call::new(&app, M::GET, path, path).anonymous().send(c).await;
     }
@@ -250,6 +275,8 @@ async fn issue_13_the_openapi_document_matches_every_answer_the_server_gives() {
         ("/v1-webhooks/receivers/{id}/alertmanager-config", format!("{receivers}/{deploy_id}/alertmanager-config")),
         ("/v1-webhooks/receivers/{id}/jobs", format!("{receivers}/{deploy_id}/jobs")),
         ("/v1-webhooks/jobs/{id}", job_path.clone()),
+        ("/v1-webhooks/tokens/{id}", revoke.clone()),
+        ("/v1-webhooks/projects/{name}", "/v1-webhooks/projects/default".to_owned()),
     ]);
     let paths: Vec<String> = c.doc["paths"].as_object().unwrap().keys().cloned().collect();
     for template in paths {

@@ -8,11 +8,11 @@ use futures_util::future::join_all;
 use hookd::{
     config::Retention,
     domain::{
-        now_millis, AlertRef, AlertStatus, ApiTokenId, Decided, DedupKey, DriverConfig, Effect, Execution, ExecutionId,
-        Outcome, ProjectName, Receiver, ReceiverId, ReceiverName, ScaleAction, ScaleServiceConfig, ServiceId,
-        ServiceKey,
+        now_millis, AlertRef, AlertStatus, ApiTokenId, AuditId, Decided, DedupKey, DriverConfig, Effect, Execution,
+        ExecutionId, Outcome, ProjectName, Receiver, ReceiverId, ReceiverName, ScaleAction, ScaleServiceConfig,
+        ServiceId, ServiceKey,
     },
-    store::{self, ApiToken, Role, StateWrite, Store, StoreError},
+    store::{self, ApiToken, AuditEntry, Role, StateWrite, Store, StoreError, StoredProject},
     token::new_signing_key,
 };
 
@@ -215,6 +215,7 @@ async fn keys_tokens_scales_contract(store: Arc<dyn Store>) {
         role: Role::Member,
         project: Some(ProjectName::parse("team").unwrap()),
         created: now_millis(),
+        expires: Some(now_millis() + 86_400_000),
     };
     store.insert_api_token(&token).await.unwrap();
     assert_eq!(store.api_token_by_hash(&token.hash).await.unwrap(), Some(token.clone()));
@@ -232,6 +233,72 @@ async fn keys_tokens_scales_contract(store: Arc<dyn Store>) {
     assert_eq!(scales.len(), 1);
     assert_eq!(store.count_executions(r.id).await.unwrap(), 3);
     store.ping().await.unwrap();
+}
+
+/// Issue 14: tokens listed and revoked, projects made and deleted (with their tokens, never
+/// while they hold receivers), signing keys retired, the audit log paged newest first.
+async fn access_contract(store: Arc<dyn Store>) {
+    let team = ProjectName::parse("team").unwrap();
+    let token = |name: &str, project: Option<&ProjectName>| ApiToken {
+        id: ApiTokenId::generate(),
+        name: name.into(),
+        hash: hookd::auth::hash_token(name),
+        role: Role::Owner,
+        project: project.cloned(),
+        created: now_millis(),
+        expires: None,
+    };
+    let (global, scoped) = (token("global", None), token("scoped", Some(&team)));
+    for t in [&global, &scoped] {
+        store.insert_api_token(t).await.unwrap();
+    }
+    assert_eq!(store.list_api_tokens(None).await.unwrap(), vec![global.clone(), scoped.clone()]);
+    assert_eq!(store.list_api_tokens(Some(&team)).await.unwrap(), vec![scoped.clone()]);
+    assert_eq!(store.api_token(scoped.id).await.unwrap(), Some(scoped.clone()));
+
+    let project = StoredProject { name: team.clone(), backend: "local".into(), created: now_millis() };
+    store.insert_project(&project).await.unwrap();
+    assert!(matches!(store.insert_project(&project).await, Err(StoreError::Conflict(_))), "names are unique");
+    assert_eq!(store.projects().await.unwrap(), vec![project.clone()]);
+    let r = receiver("team", "busy");
+    store.insert_receiver(&r).await.unwrap();
+    assert!(matches!(store.delete_project(&team).await, Err(StoreError::Conflict(_))), "not while it has receivers");
+    store.delete_receiver(r.id).await.unwrap();
+    assert!(store.delete_project(&team).await.unwrap());
+    assert!(!store.delete_project(&team).await.unwrap());
+    assert_eq!(store.list_api_tokens(None).await.unwrap(), vec![global.clone()], "its tokens went with it");
+    assert!(store.delete_api_token(global.id).await.unwrap());
+    assert!(!store.delete_api_token(global.id).await.unwrap());
+
+    let (old, new) = (new_signing_key(), new_signing_key());
+    store.insert_signing_key(&old).await.unwrap();
+    store.insert_signing_key(&new).await.unwrap();
+    assert_eq!(store.retire_signing_keys(&new.kid, 42).await.unwrap(), 1);
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.iter().find(|k| k.kid == old.kid).unwrap().retired, Some(42));
+    assert_eq!(keys.iter().find(|k| k.kid == new.kid).unwrap().retired, None);
+
+    let entry = |n: u32, project: Option<&ProjectName>| AuditEntry {
+        id: AuditId::generate(),
+        at: now_millis(),
+        actor: "global".into(),
+        actor_id: global.id,
+        project: project.cloned(),
+        action: "receiver.create".into(),
+        target: format!("r{n}"),
+        detail: String::new(),
+    };
+    let entries: Vec<AuditEntry> = (0..5).map(|n| entry(n, if n % 2 == 0 { Some(&team) } else { None })).collect();
+    for e in &entries {
+        store.record_audit(e).await.unwrap();
+    }
+    let all = store.list_audit(None, 10, None).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["r4", "r3", "r2", "r1", "r0"]);
+    assert_eq!(all[0], entries[4], "every field reads back");
+    let of_team = store.list_audit(Some(&team), 2, None).await.unwrap();
+    assert_eq!(of_team.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["r4", "r2"]);
+    let next = store.list_audit(Some(&team), 2, Some(of_team[1].id)).await.unwrap();
+    assert_eq!(next.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["r0"]);
 }
 
 /// Retention by age (30 days) and per receiver (10, within a tenth of slack).
@@ -320,6 +387,12 @@ async fn sqlite_keys_tokens_scales() {
 }
 
 /// Everything written reads back the same through a fresh store: past every cache.
+#[tokio::test]
+async fn sqlite_access() {
+    let (_dir, store) = sqlite().await;
+    access_contract(store).await;
+}
+
 #[tokio::test]
 async fn sqlite_data_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();

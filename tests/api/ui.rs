@@ -17,12 +17,16 @@ struct Browser {
     client: Client,
     _driver: tokio::process::Child,
     _profile: tempfile::TempDir,
+    /// Chromium's TMPDIR, so its scratch directories go with the test (issue 13: no /tmp leftovers).
+    _tmp: tempfile::TempDir,
 }
 
 async fn browser() -> Browser {
     let port = free_port();
+    let tmp = tempfile::tempdir().unwrap();
     let driver = tokio::process::Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .env("TMPDIR", tmp.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -44,7 +48,7 @@ async fn browser() -> Browser {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("a Chromium session");
-    Browser { client, _driver: driver, _profile: profile }
+    Browser { client, _driver: driver, _profile: profile, _tmp: tmp }
 }
 
 async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
@@ -441,4 +445,48 @@ async fn the_row_menu_works_from_the_keyboard() {
         c.dismiss_alert().await.unwrap();
     }
     assert!(confirm.unwrap_or_default().contains("Regenerate"), "Enter on an item runs it");
+}
+
+/// Issue 14: the UI says who is signed in, shows owners the audit log, and hides from a
+/// read-only token what it may not do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver: ./scripts/test.sh installs them"]
+async fn the_ui_shows_who_is_signed_in_and_hides_what_the_role_may_not_do() {
+    require("chromium");
+    require("chromedriver");
+    let app = spawn_app().await;
+    app.scale_receiver("watched", "web", "up", 1, 1, 5).await;
+    let (status, ro) = app
+        .request(
+            reqwest::Method::POST,
+            "/v1-webhooks/tokens",
+            Some(json!({"name": "viewer", "role": "read-only", "projectId": "default"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ro}");
+    let b = browser().await;
+    let c = &b.client;
+    for (token, who, owner) in [
+        (app.token.as_str(), "admin · owner of every project", true),
+        (ro["token"].as_str().unwrap(), "viewer · read-only of project default", false),
+    ] {
+        c.goto(&format!("{}/ui/#/signin", app.base)).await.unwrap();
+        set(c, "#f-token", token).await;
+        css(c, "form[data-test=sign-in] button").await.click().await.unwrap();
+        css(c, "tr[data-name='watched']").await;
+        assert_eq!(text_of(c, "[data-test=whoami]").await, who);
+        let audit_shown: Value =
+            c.execute("return !document.getElementById('nav-audit').hidden", vec![]).await.unwrap();
+        assert_eq!(audit_shown, json!(owner), "{who}");
+        let add: Value =
+            c.execute("return !!document.querySelector('[data-test=add-receiver]')", vec![]).await.unwrap();
+        assert_eq!(add, json!(owner), "{who}: Add Receiver");
+        if owner {
+            c.goto(&format!("{}/ui/#/audit", app.base)).await.unwrap();
+            text_appears(c, "receiver.create").await;
+            text_appears(c, "token.create").await;
+            screenshot(c, "audit").await;
+        }
+        css(c, "#sign-out").await.click().await.unwrap();
+    }
 }

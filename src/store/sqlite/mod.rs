@@ -6,6 +6,7 @@
 //! the trigger path rarely reads SQL; the writer updates those views after each commit,
 //! before it answers.
 
+mod access;
 mod cache;
 mod checkpointer;
 mod ops;
@@ -37,15 +38,16 @@ use self::{
     writer::{Msg, Status, Writer},
 };
 use super::{
-    rows::{job_from_json, ApiTokenRow, ExecutionRow, ReceiverRow},
-    ApiToken, DiskUsage, ReceiverEdit, SigningKey, StateWrite, Store, StoreError, StoreResult,
+    rows::{job_from_json, ApiTokenRow, ExecutionRow, ReceiverRow, API_TOKEN_COLUMNS},
+    ApiToken, AuditEntry, DiskUsage, ReceiverEdit, SigningKey, StateWrite, Store, StoreError, StoreResult,
+    StoredProject,
 };
 use crate::{
     config::Retention,
     datadir,
     domain::{
-        now_millis, Decided, DedupKey, Execution, ExecutionId, Job, JobId, Millis, ProjectName, Receiver, ReceiverId,
-        ServiceKey,
+        now_millis, ApiTokenId, AuditId, Decided, DedupKey, Execution, ExecutionId, Job, JobId, Millis, ProjectName,
+        Receiver, ReceiverId, ServiceKey,
     },
 };
 
@@ -298,12 +300,55 @@ impl Store for SqliteStore {
     }
 
     async fn api_token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiToken>> {
-        sqlx::query_as::<_, ApiTokenRow>("SELECT id, name, hash, role, project, created FROM api_tokens WHERE hash = ?")
+        let sql = format!("SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?");
+        sqlx::query_as::<_, ApiTokenRow>(&sql)
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?
             .map(ApiTokenRow::into_domain)
             .transpose()
+    }
+
+    async fn api_token(&self, id: ApiTokenId) -> StoreResult<Option<ApiToken>> {
+        self.api_token_by_id(id).await
+    }
+
+    async fn list_api_tokens(&self, project: Option<&ProjectName>) -> StoreResult<Vec<ApiToken>> {
+        self.api_tokens_of(project).await
+    }
+
+    async fn delete_api_token(&self, id: ApiTokenId) -> StoreResult<bool> {
+        self.write(Op::DeleteApiToken(id)).await.map(|d| matches!(d, Done::Deleted(true)))
+    }
+
+    async fn retire_signing_keys(&self, keep: &str, at: Millis) -> StoreResult<u64> {
+        let done = self.write(Op::RetireSigningKeys { keep: keep.to_owned(), at }).await?;
+        Ok(if let Done::Count(n) = done { n } else { 0 })
+    }
+
+    async fn projects(&self) -> StoreResult<Vec<StoredProject>> {
+        self.stored_projects().await
+    }
+
+    async fn insert_project(&self, project: &StoredProject) -> StoreResult<()> {
+        self.write(Op::InsertProject(project.clone())).await.map(drop)
+    }
+
+    async fn delete_project(&self, name: &ProjectName) -> StoreResult<bool> {
+        self.write(Op::DeleteProject(name.clone())).await.map(|d| matches!(d, Done::Deleted(true)))
+    }
+
+    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        self.write(Op::Audit(entry.clone())).await.map(drop)
+    }
+
+    async fn list_audit(
+        &self,
+        project: Option<&ProjectName>,
+        limit: u32,
+        before: Option<AuditId>,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        self.audit_entries(project, limit, before).await
     }
 
     async fn count_api_tokens(&self) -> StoreResult<u64> {

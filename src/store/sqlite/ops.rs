@@ -7,9 +7,9 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 use super::super::{
     rows::{alerts_to_json, config_to_json, job_to_json, ReceiverRow},
-    ApiToken, ReceiverEdit, SigningKey, StateWrite, StoreError,
+    ApiToken, AuditEntry, ReceiverEdit, SigningKey, StateWrite, StoreError, StoredProject,
 };
-use crate::domain::{now_millis, Execution, Job, Outcome, Receiver, ReceiverId};
+use crate::domain::{now_millis, ApiTokenId, Execution, Job, Millis, Outcome, ProjectName, Receiver, ReceiverId};
 
 /// A write queued for the writer thread.
 pub enum Op {
@@ -23,6 +23,14 @@ pub enum Op {
     DeleteReceiver(ReceiverId),
     InsertSigningKey(SigningKey),
     InsertApiToken(ApiToken),
+    DeleteApiToken(ApiTokenId),
+    RetireSigningKeys {
+        keep: String,
+        at: Millis,
+    },
+    InsertProject(StoredProject),
+    DeleteProject(ProjectName),
+    Audit(AuditEntry),
     /// A job, with the execution that started it when it is new.
     Job {
         job: Job,
@@ -41,6 +49,7 @@ pub enum Done {
     Inserted,
     Deleted(bool),
     Updated(Box<Receiver>),
+    Count(u64),
 }
 
 /// Why a write failed.
@@ -151,7 +160,8 @@ pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
         }
         Op::InsertApiToken(t) => {
             conn.prepare_cached(
-                "INSERT INTO api_tokens (id, name, hash, role, project, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO api_tokens (id, name, hash, role, project, created, expires) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 t.id.to_string(),
@@ -159,9 +169,59 @@ pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
                 t.hash,
                 t.role.as_str(),
                 t.project.as_ref().map(|p| p.as_str()),
-                t.created
+                t.created,
+                t.expires
             ])
             .map_err(|e| unique(e, || "this API token already exists".to_owned()))?;
+            Ok(Done::Written)
+        }
+        Op::DeleteApiToken(id) => {
+            let n = conn.prepare_cached("DELETE FROM api_tokens WHERE id = ?1")?.execute([id.to_string()])?;
+            Ok(Done::Deleted(n > 0))
+        }
+        Op::RetireSigningKeys { keep, at } => {
+            let n = conn
+                .prepare_cached("UPDATE signing_keys SET retired = ?2 WHERE retired IS NULL AND kid <> ?1")?
+                .execute(params![*keep, *at])?;
+            Ok(Done::Count(n as u64))
+        }
+        Op::InsertProject(p) => {
+            conn.prepare_cached("INSERT INTO projects (name, backend, created) VALUES (?1, ?2, ?3)")?
+                .execute(params![p.name.as_str(), p.backend, p.created])
+                .map_err(|e| unique(e, || format!("there is already a project {}", p.name)))?;
+            Ok(Done::Written)
+        }
+        Op::DeleteProject(name) => {
+            let receivers: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM receivers WHERE project = ?1")?
+                .query_row([name.as_str()], |r| r.get(0))?;
+            if receivers > 0 {
+                return Err(Failure::Own(StoreError::Conflict(format!(
+                    "project {name} still has {receivers} receiver(s); delete them first"
+                ))));
+            }
+            let n = conn.prepare_cached("DELETE FROM projects WHERE name = ?1")?.execute([name.as_str()])?;
+            if n > 0 {
+                // A project made again under this name must not find old tokens scoped to it.
+                conn.prepare_cached("DELETE FROM api_tokens WHERE project = ?1")?.execute([name.as_str()])?;
+            }
+            Ok(Done::Deleted(n > 0))
+        }
+        Op::Audit(a) => {
+            conn.prepare_cached(
+                "INSERT INTO audit (id, at, actor, actor_id, project, action, target, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                &a.id.as_bytes()[..],
+                a.at,
+                a.actor,
+                a.actor_id.to_string(),
+                a.project.as_ref().map(|p| p.as_str()),
+                a.action,
+                a.target,
+                a.detail
+            ])?;
             Ok(Done::Written)
         }
         Op::Job { job, execution } => {

@@ -126,6 +126,11 @@ impl Pruner {
                     )?
                     .execute(rusqlite::params![cutoff, CHUNK])?;
                 full |= jobs == CHUNK as usize;
+                // The audit log is kept as long as the history it explains.
+                let audit = conn
+                    .prepare_cached("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ?1 LIMIT ?2)")?
+                    .execute(rusqlite::params![cutoff, CHUNK])?;
+                full |= audit == CHUNK as usize;
             }
             full |= prune_decisions(conn, i64::from(CHUNK), now - DECISIONS_KEPT_MS)? == i64::from(CHUNK);
             if self.limits.total > 0 {
