@@ -66,11 +66,6 @@ impl Caller {
         self.can_read(project) && self.token.role != Role::ReadOnly
     }
 
-    /// Tokens and the audit log of the project (owners).
-    pub fn owns(&self, project: &ProjectName) -> bool {
-        self.can_read(project) && self.token.role == Role::Owner
-    }
-
     /// Projects, signing keys, tokens of every project (owners of every project).
     pub fn owns_all(&self) -> bool {
         self.token.project.is_none() && self.token.role == Role::Owner

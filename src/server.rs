@@ -66,7 +66,7 @@ impl App {
             sessions: Default::default(),
             failed_auth: Default::default(),
             sign_ins: tokio::sync::Semaphore::new(crate::http::SIGN_INS_AT_ONCE),
-            key_changes: tokio::sync::Mutex::new(()),
+            access_changes: tokio::sync::Mutex::new(()),
         });
         let metrics_listener = match config.metrics_listen {
             Some(address) => Some(

@@ -143,7 +143,7 @@ pub async fn create_token(
         ApiError::bad_request("invalid_value", format!("role must be owner, member or read-only, not {:?}", body.role))
             .with_field("role")
     })?;
-    let expires = match body.expires_in_days {
+    let requested = match body.expires_in_days {
         None => None,
         Some(days @ 1..=MAX_EXPIRY_DAYS) => Some(now_millis() + i64::from(days) * DAY_MILLIS),
         Some(days) => {
@@ -154,6 +154,30 @@ pub async fn create_token(
             .with_field("expiresInDays"))
         }
     };
+    // A token never outlives the one that made it: an expiry would mean nothing otherwise.
+    let expires = match (requested, caller.token.expires) {
+        (Some(r), Some(c)) => Some(r.min(c)),
+        (r, c) => r.or(c),
+    };
+    // Names are who acted in the audit log: one name, one token.
+    let one = state.access_changes.lock().await;
+    if state.store.list_api_tokens(None).await?.iter().any(|t| t.name == name.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "token_name_taken",
+            format!(
+                "there is already an API token named {:?}; the audit log tells tokens apart by name",
+                name.as_str()
+            ),
+        )
+        .with_field("name"));
+    }
+    // Checked again under the lock: a project deleted meanwhile takes no new token.
+    if let Some(p) = &project {
+        if state.backends.for_project(p).is_none() {
+            return Err(ApiError::not_found("project_not_found", format!("there is no project {p}")));
+        }
+    }
     let secret = generate_token();
     let token = ApiToken {
         id: ApiTokenId::generate(),
@@ -165,6 +189,7 @@ pub async fn create_token(
         expires,
     };
     state.store.insert_api_token(&token).await?;
+    drop(one);
     let scope = token.project.as_ref().map_or("every project".to_owned(), |p| format!("project {p}"));
     state
         .audit(
@@ -186,26 +211,30 @@ pub async fn revoke_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let not_found = || ApiError::not_found("token_not_found", format!("there is no API token {id}"));
+    // The id is not echoed: someone may have pasted a token's secret instead.
+    let not_found = || ApiError::not_found("token_not_found", "there is no API token with that id");
     let token_id = ApiTokenId::parse(&id).ok_or_else(not_found)?;
     let token = state.store.api_token(token_id).await?.ok_or_else(not_found)?;
     if caller.token.project.is_some() && token.project != caller.token.project {
         return Err(not_found());
     }
     token_scope(&caller, None)?;
-    let now = now_millis();
-    let global_owner = |t: &ApiToken| t.project.is_none() && t.role == Role::Owner && !t.expired(now);
+    let one = state.access_changes.lock().await;
+    // One owner of every project that never expires must remain, or nobody could ever manage
+    // projects and keys again (a restart makes no new admin while tokens exist).
+    let global_owner = |t: &ApiToken| t.project.is_none() && t.role == Role::Owner && t.expires.is_none();
     if global_owner(&token) {
         let others = state.store.list_api_tokens(None).await?;
         if !others.iter().any(|t| t.id != token.id && global_owner(t)) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "last_owner",
-                "this is the last owner token of every project; create another before revoking it",
+                "this is the last owner token of every project that never expires; create another before revoking it",
             ));
         }
     }
     state.store.delete_api_token(token.id).await?;
+    drop(one);
     state.audit(&caller, token.project.as_ref(), "token.revoke", token.id.to_string(), token.name.clone()).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -261,8 +290,20 @@ pub async fn create_project(
         .with_field("backend")
     })?;
     let taken = || ApiError::new(StatusCode::CONFLICT, "project_exists", format!("there is already a project {name}"));
+    let one = state.access_changes.lock().await;
     if state.backends.for_project(&name).is_some() {
         return Err(taken());
+    }
+    // What a project of this name left (one removed from the config file) must not come back
+    // to life for whoever gets the name now.
+    let receivers = state.store.list_receivers(&name, 1, None).await?.len();
+    let tokens = state.store.list_api_tokens(Some(&name)).await?.len();
+    if receivers + tokens > 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "project_leftovers",
+            format!("receivers or API tokens of an earlier project {name} are still stored; choose another name"),
+        ));
     }
     let stored = StoredProject { name: name.clone(), backend: backend.name().to_owned(), created: now_millis() };
     state.store.insert_project(&stored).await.map_err(|e| match e {
@@ -270,6 +311,7 @@ pub async fn create_project(
         other => other.into(),
     })?;
     state.backends.add_project(name.clone(), backend.clone());
+    drop(one);
     state.audit(&caller, Some(&name), "project.create", name.as_str(), format!("on backend {}", backend.name())).await;
     Ok(Json(project_out(&state, &name, backend.name())))
 }
@@ -291,6 +333,7 @@ pub async fn delete_project(
             format!("project {project} is defined in the config file; remove it there"),
         ));
     }
+    let one = state.access_changes.lock().await;
     let deleted = state.store.delete_project(&project).await.map_err(|e| match e {
         StoreError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "project_not_empty", message),
         other => other.into(),
@@ -299,6 +342,7 @@ pub async fn delete_project(
         return Err(not_found());
     }
     state.backends.remove_project(&project);
+    drop(one);
     state.audit(&caller, Some(&project), "project.delete", project.as_str(), "with its API tokens").await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -350,7 +394,7 @@ pub async fn keys_action(
     }
     let query: KeysAction = parse_query(q.as_deref())?;
     // One key change at a time: a retire racing a rotate could retire the new key.
-    let one = state.key_changes.lock().await;
+    let one = state.access_changes.lock().await;
     let detail = match query.action.as_deref() {
         Some("rotate") => {
             let key = new_signing_key();
@@ -406,9 +450,12 @@ pub async fn list_audit(
         None => None,
     };
     let entries = state.store.list_audit(scope.as_ref(), limit, before).await?;
-    let self_link = format!("{}/v1-webhooks/audit", state.base_url(&headers));
+    let mut self_link = format!("{}/v1-webhooks/audit?limit={limit}", state.base_url(&headers));
+    if let Some(p) = &scope {
+        self_link.push_str(&format!("&projectId={p}"));
+    }
     let next = (entries.len() == limit as usize)
-        .then(|| entries.last().map(|e| format!("{self_link}?limit={limit}&marker={}", e.id)))
+        .then(|| entries.last().map(|e| format!("{self_link}&marker={}", e.id)))
         .flatten();
     let data = entries
         .iter()

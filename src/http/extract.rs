@@ -244,7 +244,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
 }
 
 /// A token past its expiry is refused, with when it expired.
-fn live(token: ApiToken) -> Result<ApiToken, ApiError> {
+pub(super) fn live(token: ApiToken) -> Result<ApiToken, ApiError> {
     match token.expires {
         Some(at) if at <= now_millis() => Err(ApiError::unauthorized(format!(
             "the API token {:?} expired at {}",

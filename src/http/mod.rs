@@ -63,8 +63,10 @@ pub struct AppState {
     pub failed_auth: guard::FailedAuth,
     /// Sign-in bodies being read at once (the only body read before authentication).
     pub sign_ins: tokio::sync::Semaphore,
-    /// Signing-key changes, one at a time.
-    pub key_changes: tokio::sync::Mutex<()>,
+    /// Access changes, one at a time: key changes, token creation and revocation (two
+    /// revocations at once must not each leave the other as the last owner), project creation
+    /// and deletion, and the insert of a new receiver (never into a project being deleted).
+    pub access_changes: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -167,7 +169,10 @@ fn router(state: Arc<AppState>) -> Router {
             if req.uri().path() == TRIGGER_PATH {
                 tracing::debug_span!("request", method = %req.method(), path = TRIGGER_PATH, request_id)
             } else {
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+                // A token's id is in its path; someone may paste the secret there instead.
+                let path = req.uri().path();
+                let path = if path.starts_with("/v1-webhooks/tokens/") { "/v1-webhooks/tokens/{id}" } else { path };
+                tracing::info_span!("request", method = %req.method(), path = %path, request_id)
             }
         })
         .on_request(())

@@ -221,7 +221,14 @@ pub async fn create(
         created: now,
         updated: now,
     };
+    // The project is checked again under the lock project deletion takes: a receiver never
+    // lands in a project deleted while its service was being checked.
+    let one = state.access_changes.lock().await;
+    if state.backends.for_project(&receiver.project).is_none() {
+        return Err(ApiError::not_found("project_not_found", format!("there is no project {}", receiver.project)));
+    }
     state.store.insert_receiver(&receiver).await?;
+    drop(one);
     tracing::info!(receiver = %receiver.id, project = %receiver.project, "created receiver");
     let what = format!("{} ({})", receiver.name.as_str(), receiver.config.describe());
     state.audit(&caller, Some(&receiver.project), "receiver.create", receiver.id.to_string(), what).await;

@@ -97,6 +97,7 @@ pub async fn sign_in(State(state): State<Arc<AppState>>, request: Request) -> Re
         state.failed_auth.failed(peer);
         ApiError::unauthorized("this API token is not valid").with_field("token")
     })?;
+    let token = super::extract::live(token)?;
     let (id, session) = state.sessions.open(token);
     let secure = if state.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) { "; Secure" } else { "" };
     let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", LIFETIME.as_secs());
@@ -112,9 +113,14 @@ pub async fn whoami(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    current(&state, &headers)
-        .map(|(_, s)| Json(session_json(&s)))
-        .ok_or_else(|| ApiError::unauthorized("not signed in"))
+    let (id, mut session) = current(&state, &headers).ok_or_else(|| ApiError::unauthorized("not signed in"))?;
+    // As every request of the session: a token revoked or expired since the sign-in ends it.
+    let token = state.store.api_token(session.token.id).await?.ok_or_else(|| {
+        state.sessions.close(&id);
+        ApiError::unauthorized("this session's API token was revoked; sign in again")
+    })?;
+    session.token = super::extract::live(token)?;
+    Ok(Json(session_json(&session)))
 }
 
 pub async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {

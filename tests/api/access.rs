@@ -80,7 +80,7 @@ async fn issue_14_every_route_for_every_role_in_its_project_and_another() {
             // Fresh targets for each caller and project: some cases delete or change them.
             let r = receiver_in(&app, project, &format!("r-{who:?}-{project}")).await;
             let gone = receiver_in(&app, project, &format!("gone-{who:?}-{project}")).await;
-            let victim = token(&app, &format!("victim-{who:?}"), "member", Some(project)).await;
+            let victim = token(&app, &format!("victim-{who:?}-{project}"), "member", Some(project)).await;
             let victim = victim["id"].as_str().unwrap().to_owned();
             let extra = format!("x-{who:?}-{project}").to_lowercase();
             let create = json!({"name": format!("new-{who:?}"), "driver": "scaleService",
@@ -102,7 +102,7 @@ async fn issue_14_every_route_for_every_role_in_its_project_and_another() {
                 (
                     Method::POST,
                     "/v1-webhooks/tokens".into(),
-                    Some(json!({"name": "made", "role": "read-only", "projectId": project})),
+                    Some(json!({"name": format!("made-{who:?}-{project}"), "role": "read-only", "projectId": project})),
                     Needs::Own,
                 ),
                 (Method::DELETE, format!("/v1-webhooks/tokens/{victim}"), None, Needs::Own),
@@ -170,6 +170,10 @@ async fn issue_14_tokens_expire_revoke_and_never_leave_the_last_owner_out() {
     let (status, _) = call(&app, &secret, Method::GET, "/v1-webhooks/receivers", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked token is refused at once");
     assert_eq!(with_cookie().await.unwrap().status(), StatusCode::UNAUTHORIZED, "and so are its sessions");
+    let whoami = app.http.get(format!("{}/ui/session", app.base)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(whoami.status(), StatusCode::UNAUTHORIZED, "the session itself is over");
+    let again = app.http.post(format!("{}/ui/session", app.base)).json(&json!({"token": secret})).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED, "no new sign-in");
 
     let (status, err) = call(
         &app,
@@ -184,7 +188,41 @@ async fn issue_14_tokens_expire_revoke_and_never_leave_the_last_owner_out() {
         call(&app, &app.token, Method::POST, "/v1-webhooks/tokens", Some(json!({"name": "x", "role": "god"}))).await;
     assert_eq!((status, err["field"].as_str()), (StatusCode::BAD_REQUEST, Some("role")), "{err}");
 
-    // The only owner of every project cannot revoke itself out.
+    // A token never outlives its maker; names are unique; a pasted secret is not echoed.
+    let short = token(&app, "short-lived", "owner", None).await;
+    let short_secret = short["token"].as_str().unwrap().to_owned();
+    let (status, _) =
+        call(&app, &app.token, Method::DELETE, &format!("/v1-webhooks/tokens/{}", short["id"].as_str().unwrap()), None)
+            .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let expiring = admin(
+        &app,
+        Method::POST,
+        "/v1-webhooks/tokens",
+        Some(json!({"name": "expiring", "role": "owner", "expiresInDays": 2})),
+    )
+    .await;
+    let (status, child) = call(
+        &app,
+        expiring["token"].as_str().unwrap(),
+        Method::POST,
+        "/v1-webhooks/tokens",
+        Some(json!({"name": "child", "role": "member"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{child}");
+    assert_eq!(child["expires"], expiring["expires"], "an expiring token makes no token that outlives it");
+    let (status, err) =
+        call(&app, &app.token, Method::POST, "/v1-webhooks/tokens", Some(json!({"name": "child", "role": "member"})))
+            .await;
+    assert_eq!((status, err["code"].as_str()), (StatusCode::CONFLICT, Some("token_name_taken")), "{err}");
+    let (status, err) =
+        call(&app, &app.token, Method::DELETE, &format!("/v1-webhooks/tokens/{short_secret}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!err.to_string().contains(&short_secret), "{err}");
+
+    // The only owner of every project that never expires cannot be revoked, even beside an
+    // expiring one (which would leave nobody once it expires).
     let tokens = admin(&app, Method::GET, "/v1-webhooks/tokens", None).await;
     let me = tokens["data"].as_array().unwrap().iter().find(|t| t["current"] == true).unwrap().clone();
     let (status, err) =
