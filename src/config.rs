@@ -81,6 +81,12 @@ pub struct Limits {
     pub unauthenticated_body_bytes: usize,
     /// Failed sign-ins and API token checks per client address and minute; then 429.
     pub failed_auth_per_minute: u32,
+    /// Triggers one receiver takes per second (bursts of twice as many); then 429. 0: no limit.
+    pub triggers_per_receiver_per_second: u32,
+    /// Triggers one client address may send per second (bursts of twice as many); 0: no limit.
+    pub triggers_per_address_per_second: u32,
+    /// Calls in flight to one backend at most; more wait, then 503.
+    pub backend_concurrency: usize,
 }
 
 impl Default for Limits {
@@ -93,6 +99,9 @@ impl Default for Limits {
             request_timeout_seconds: 30,
             unauthenticated_body_bytes: 4096,
             failed_auth_per_minute: 20,
+            triggers_per_receiver_per_second: 100,
+            triggers_per_address_per_second: 0,
+            backend_concurrency: 32,
         }
     }
 }
@@ -280,6 +289,9 @@ impl Config {
             ("HOOKD_REQUEST_TIMEOUT_SECONDS", &mut self.limits.request_timeout_seconds),
             ("HOOKD_UNAUTHENTICATED_BODY_BYTES", &mut self.limits.unauthenticated_body_bytes),
             ("HOOKD_FAILED_AUTH_PER_MINUTE", &mut self.limits.failed_auth_per_minute),
+            ("HOOKD_TRIGGERS_PER_RECEIVER_PER_SECOND", &mut self.limits.triggers_per_receiver_per_second),
+            ("HOOKD_TRIGGERS_PER_ADDRESS_PER_SECOND", &mut self.limits.triggers_per_address_per_second),
+            ("HOOKD_BACKEND_CONCURRENCY", &mut self.limits.backend_concurrency),
         ];
         for (name, field) in limits {
             if let Some(v) = env(name) {

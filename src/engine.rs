@@ -85,7 +85,14 @@ pub struct Engine {
     jobs: Arc<JobRunner>,
     /// By backend, then operation.
     backend_metrics: HashMap<String, HashMap<&'static str, BackendOpMetrics>>,
+    /// Calls in flight to each backend, bounded: a flood of triggers queues here instead of
+    /// piling onto the orchestrator's API.
+    backend_calls: HashMap<String, Arc<tokio::sync::Semaphore>>,
+    backend_concurrency: usize,
 }
+
+/// How long a trigger waits for a backend call slot before answering 503.
+const BACKEND_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 type BackendOpMetrics =
     (prometheus_client::metrics::histogram::Histogram, prometheus_client::metrics::counter::Counter);
@@ -158,7 +165,13 @@ impl Journal for TriggerJournal<'_> {
 }
 
 impl Engine {
-    pub fn new(store: Arc<dyn Store>, backends: Arc<Backends>, metrics: Arc<Metrics>) -> Self {
+    /// `backend_concurrency`: calls in flight to one backend at most.
+    pub fn new(
+        store: Arc<dyn Store>,
+        backends: Arc<Backends>,
+        metrics: Arc<Metrics>,
+        backend_concurrency: usize,
+    ) -> Self {
         // Resolved once: label lookups per trigger would allocate.
         let mut backend_metrics = HashMap::new();
         for backend in backends.all() {
@@ -172,9 +185,15 @@ impl Engine {
                     .insert(operation, (latency, errors));
             }
         }
+        let backend_concurrency = backend_concurrency.max(1);
+        let backend_calls = backends
+            .all()
+            .iter()
+            .map(|b| (b.name().to_owned(), Arc::new(tokio::sync::Semaphore::new(backend_concurrency))))
+            .collect();
         let locks = Arc::new(ServiceLocks::default());
         let jobs = Arc::new(JobRunner::new(store.clone(), backends.clone(), locks.clone()));
-        Self { store, backends, metrics, locks, jobs, backend_metrics }
+        Self { store, backends, metrics, locks, jobs, backend_metrics, backend_calls, backend_concurrency }
     }
 
     /// Resumes the jobs a previous run left unfinished (a restart, a kill -9).
@@ -324,6 +343,20 @@ impl Engine {
         operation: &'static str,
         call: impl std::future::Future<Output = Result<T, BackendError>>,
     ) -> Result<T, BackendError> {
+        let _slot = match self.backend_calls.get(backend.name()) {
+            Some(slots) => match tokio::time::timeout(BACKEND_SLOT_WAIT, slots.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => Some(permit),
+                _ => {
+                    return Err(BackendError::Unavailable(format!(
+                        "{} calls to backend {} are in flight (its limit) and none ended within {} s",
+                        self.backend_concurrency,
+                        backend.name(),
+                        BACKEND_SLOT_WAIT.as_secs()
+                    )))
+                }
+            },
+            None => None,
+        };
         let started = Instant::now();
         let result = call.await;
         let elapsed = started.elapsed().as_secs_f64();

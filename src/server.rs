@@ -48,7 +48,7 @@ impl App {
         let keys = TriggerKeys::load_or_create(store.as_ref()).await?;
         let metrics = Arc::new(Metrics::default());
         let backends = Arc::new(Backends::start(&config, store.clone(), &data_dir).await?);
-        let engine = Engine::new(store.clone(), backends.clone(), metrics.clone());
+        let engine = Engine::new(store.clone(), backends.clone(), metrics.clone(), config.limits.backend_concurrency);
         let resumed = engine.resume_jobs().await?;
         if resumed > 0 {
             tracing::info!(jobs = resumed, "resumed unfinished jobs");
@@ -67,6 +67,7 @@ impl App {
             failed_auth: Default::default(),
             sign_ins: tokio::sync::Semaphore::new(crate::http::SIGN_INS_AT_ONCE),
             access_changes: tokio::sync::Mutex::new(()),
+            trigger_limits: crate::http::TriggerLimits::new(&config.limits),
         });
         let metrics_listener = match config.metrics_listen {
             Some(address) => Some(

@@ -11,6 +11,7 @@ mod guard;
 mod jobs;
 mod openapi;
 mod ops;
+mod rate;
 mod receivers;
 mod schemas;
 mod trigger;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub failed_auth: guard::FailedAuth,
     /// Sign-in bodies being read at once (the only body read before authentication).
     pub sign_ins: tokio::sync::Semaphore,
+    /// Trigger rate limits, per receiver and per client address.
+    pub trigger_limits: rate::TriggerLimits,
     /// Access changes, one at a time: key changes, token creation and revocation (two
     /// revocations at once must not each leave the other as the last owner), project creation
     /// and deletion, and the insert of a new receiver (never into a project being deleted).
@@ -111,6 +114,8 @@ impl AppState {
 
 /// Sign-ins whose bodies are read at once; more wait for a 429 and retry.
 pub const SIGN_INS_AT_ONCE: usize = 32;
+
+pub use rate::TriggerLimits;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const TRIGGER_PATH: &str = "/v1-webhooks/endpoint";

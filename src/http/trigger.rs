@@ -20,6 +20,7 @@ use tower::Service;
 
 use super::{
     extract::{bearer_token, body_timeout, check_json_content_type, read_body},
+    rate::Limited,
     wire::TriggerOut,
     ApiError, AppState,
 };
@@ -115,6 +116,22 @@ fn source(peer: SocketAddr, headers: &HeaderMap) -> String {
     } else {
         format!("{} ({agent})", peer.ip())
     }
+}
+
+fn rate_limited(limited: Limited) -> ApiError {
+    let (message, retry_after) = match limited {
+        Limited::Receiver { per_second, retry_after } => (
+            format!("this receiver takes at most {per_second} triggers a second; nothing was done, retry in {retry_after} s"),
+            retry_after,
+        ),
+        Limited::Address { per_second, retry_after } => (
+            format!("this address may send at most {per_second} triggers a second; nothing was done, retry in {retry_after} s"),
+            retry_after,
+        ),
+    };
+    let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+    error.retry_after = Some(retry_after);
+    error
 }
 
 fn reject(state: &AppState, error: ApiError) -> ApiError {
@@ -229,6 +246,9 @@ pub async fn trigger(
     if let Some(name) = query.repeated {
         let message = format!("the query parameter {name} is given more than once");
         return Err(reject(&state, ApiError::bad_request("invalid_query", message)));
+    }
+    if let Err(limited) = state.trigger_limits.check(claims.receiver, peer.ip()) {
+        return Err(reject(&state, rate_limited(limited)));
     }
     let dry_run = dry_run(query.dry_run.as_deref()).map_err(|e| reject(&state, e))?;
     if let Some(project) = query.project_id.as_deref().filter(|p| *p != claims.project.as_str()) {

@@ -15,7 +15,8 @@ use crate::helpers::spawn_app;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_ups_end_at_exactly_max() {
-    let app = spawn_app().await;
+    // Two hundred at once is past the per-receiver rate limit's burst: turned off here.
+    let app = crate::helpers::spawn_app_with(|c| c.limits.triggers_per_receiver_per_second = 0).await;
     let r = app.scale_receiver("web-up", "web", "up", 1, 1, 50).await;
     let url = r["url"].as_str().unwrap().to_owned();
     let answers = join_all((0..200).map(|_| {
@@ -137,4 +138,28 @@ async fn issue_9_concurrent_edits_never_undo_each_other() {
     assert_eq!(claims["gen"], 11, "ten concurrent regenerations, none lost: {claims}");
     let (status, _) = app.trigger(current["url"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// Issue 14: a hammered trigger URL gets 429 with Retry-After once past its receiver's rate
+/// (bursts of twice the rate), does nothing meanwhile, and recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_14_the_per_receiver_rate_limit_kicks_in_and_recovers() {
+    let app = crate::helpers::spawn_app_with(|c| c.limits.triggers_per_receiver_per_second = 5).await;
+    let r = app.scale_receiver("web-up", "web", "up", 1, 1, 50).await;
+    let other = app.scale_receiver("api-up", "api", "up", 1, 1, 50).await;
+    let url = r["url"].as_str().unwrap().to_owned();
+    let dry = format!("{url}&dryRun=1");
+    for _ in 0..10 {
+        assert_eq!(app.trigger(&dry).await.0, StatusCode::OK);
+    }
+    let response = app.http.post(&dry).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limited", "{body}");
+    assert_eq!(app.executions(&r).await.len(), 10, "a refused trigger records nothing");
+    assert_eq!(app.trigger(other["url"].as_str().unwrap()).await.0, StatusCode::OK, "other receivers go on");
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+    assert_eq!(app.trigger(&dry).await.0, StatusCode::OK, "it recovers");
 }

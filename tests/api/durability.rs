@@ -24,6 +24,8 @@ fn start(config: &std::path::Path, token: &str, port: u16) -> Server {
         .args(["serve", "--config"])
         .arg(config)
         .env("HOOKD_ADMIN_TOKEN", token)
+        // Load on two receivers, far past the per-receiver default: the store is under test.
+        .env("HOOKD_TRIGGERS_PER_RECEIVER_PER_SECOND", "0")
         .env("HOOKD_LOG", "warn")
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -150,7 +152,11 @@ async fn issue_5_kill_9_under_load_loses_no_acknowledged_trigger() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_9_sustained_triggers_keep_the_log_short_and_executions_small() {
     // Every execution kept, so that bytes per execution are measured without pruned pages.
-    let app = crate::helpers::spawn_app_with(|c| c.retention.per_receiver = 0).await;
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.retention.per_receiver = 0;
+        c.limits.triggers_per_receiver_per_second = 0; // the store is under test, not the limits
+    })
+    .await;
     let mut urls = Vec::new();
     for (i, action) in ["up", "down", "up", "down"].into_iter().enumerate() {
         let r = app.web_receiver(&format!("r{i}"), action, json!({"cooldownDownSeconds": 0})).await;

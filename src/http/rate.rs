@@ -1,0 +1,115 @@
+//! Trigger rate limits: per receiver and per client address (token buckets), so one noisy
+//! sender or one hammered URL cannot take hookd's whole capacity. The defaults sit far above
+//! what Alertmanager sends (a few notifications per receiver and minute).
+
+use std::{
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use governor::{clock::Clock, clock::DefaultClock, DefaultKeyedRateLimiter, Quota};
+
+use crate::{config::Limits, domain::ReceiverId};
+
+/// Keys that have refilled are dropped every this many checks, so the maps stay small.
+const SWEEP_EVERY: u64 = 1 << 16;
+
+pub struct TriggerLimits {
+    per_receiver: Option<(DefaultKeyedRateLimiter<ReceiverId>, u32)>,
+    per_address: Option<(DefaultKeyedRateLimiter<IpAddr>, u32)>,
+    clock: DefaultClock,
+    checks: AtomicU64,
+}
+
+/// Which limit a trigger hit, its rate, and the seconds until it may retry.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Limited {
+    Receiver { per_second: u32, retry_after: u64 },
+    Address { per_second: u32, retry_after: u64 },
+}
+
+fn limiter<K: std::hash::Hash + Eq + Clone>(per_second: u32) -> Option<(DefaultKeyedRateLimiter<K>, u32)> {
+    let rate = NonZeroU32::new(per_second)?;
+    let burst = NonZeroU32::new(per_second.saturating_mul(2)).unwrap_or(rate);
+    Some((DefaultKeyedRateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)), per_second))
+}
+
+impl TriggerLimits {
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            per_receiver: limiter(limits.triggers_per_receiver_per_second),
+            per_address: limiter(limits.triggers_per_address_per_second),
+            clock: DefaultClock::default(),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes one trigger from the address's and the receiver's buckets.
+    pub fn check(&self, receiver: ReceiverId, address: IpAddr) -> Result<(), Limited> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep();
+        }
+        let wait = |not_until: governor::NotUntil<_>| not_until.wait_time_from(self.clock.now()).as_secs() + 1;
+        if let Some((limiter, per_second)) = &self.per_address {
+            limiter
+                .check_key(&address)
+                .map_err(|n| Limited::Address { per_second: *per_second, retry_after: wait(n) })?;
+        }
+        if let Some((limiter, per_second)) = &self.per_receiver {
+            limiter
+                .check_key(&receiver)
+                .map_err(|n| Limited::Receiver { per_second: *per_second, retry_after: wait(n) })?;
+        }
+        Ok(())
+    }
+
+    fn sweep(&self) {
+        if let Some((l, _)) = &self.per_receiver {
+            l.retain_recent();
+        }
+        if let Some((l, _)) = &self.per_address {
+            l.retain_recent();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(per_receiver: u32, per_address: u32) -> Limits {
+        Limits {
+            triggers_per_receiver_per_second: per_receiver,
+            triggers_per_address_per_second: per_address,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn a_burst_of_twice_the_rate_then_refusals_with_a_retry_time() {
+        let l = TriggerLimits::new(&limits(5, 0));
+        let (r, other) = (ReceiverId::generate(), ReceiverId::generate());
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..10 {
+            l.check(r, ip).unwrap();
+        }
+        assert_eq!(l.check(r, ip), Err(Limited::Receiver { per_second: 5, retry_after: 1 }));
+        l.check(other, ip).expect("another receiver has its own bucket");
+    }
+
+    #[test]
+    fn per_address_limits_count_every_receiver_and_zero_turns_limits_off() {
+        let l = TriggerLimits::new(&limits(0, 2));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..4 {
+            l.check(ReceiverId::generate(), ip).unwrap();
+        }
+        assert!(matches!(l.check(ReceiverId::generate(), ip), Err(Limited::Address { per_second: 2, .. })));
+        l.check(ReceiverId::generate(), "192.0.2.2".parse().unwrap()).expect("another address");
+        let off = TriggerLimits::new(&limits(0, 0));
+        for _ in 0..10_000 {
+            off.check(ReceiverId::generate(), ip).unwrap();
+        }
+    }
+}
