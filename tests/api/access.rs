@@ -287,3 +287,61 @@ async fn issue_14_tokens_projects_keys_and_audit_from_the_command_line() {
     let (ok, _, err) = hookd(&app, &["projects", "delete", "default"]).await;
     assert!(!ok && err.contains("config file"), "{err}");
 }
+
+/// Issue 14: no secret reaches the log, even at debug level: API tokens (the admin's and
+/// made ones), trigger tokens in URLs and headers, session cookies, and a secret pasted where
+/// an id belongs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_14_secrets_never_reach_the_log() {
+    let app = crate::helpers::spawn_process_with(|_| {}).await;
+    let r = app.scale_receiver("web-up", "web", "up", 1, 1, 5).await;
+    let url = r["url"].as_str().unwrap().to_owned();
+    let trigger_token = url.split("token=").nth(1).unwrap().to_owned();
+    let made = token(&app, "ci", "member", None).await;
+    let made_secret = made["token"].as_str().unwrap().to_owned();
+    // Every way a secret travels: query, header, basic credentials, sign-in body, cookie.
+    assert_eq!(app.trigger(&url).await.0, StatusCode::OK);
+    let endpoint = format!("{}/v1-webhooks/endpoint", app.base);
+    let by_header = app.http.post(&endpoint).bearer_auth(&trigger_token).send().await.unwrap();
+    assert_eq!(by_header.status(), StatusCode::OK);
+    let forged = format!("{}x", &trigger_token[..trigger_token.len() - 1]);
+    app.http.post(format!("{endpoint}?token={forged}")).send().await.unwrap();
+    app.http.get(format!("{endpoint}?token={trigger_token}")).send().await.unwrap();
+    app.http
+        .get(format!("{}/v1-webhooks/receivers", app.base))
+        .basic_auth("x", Some(&made_secret))
+        .send()
+        .await
+        .unwrap();
+    app.http
+        .get(format!("{}/v1-webhooks/receivers", app.base))
+        .bearer_auth("hookd_wrongwrongwrong")
+        .send()
+        .await
+        .unwrap();
+    let signed_in =
+        app.http.post(format!("{}/ui/session", app.base)).json(&json!({"token": made_secret})).send().await.unwrap();
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let session_id = cookie.split('=').nth(1).unwrap().to_owned();
+    app.http.get(format!("{}/ui/session", app.base)).header("cookie", &cookie).send().await.unwrap();
+    call(&app, &app.token, Method::DELETE, &format!("/v1-webhooks/tokens/{made_secret}"), None).await;
+    let id = r["id"].as_str().unwrap();
+    call(&app, &app.token, Method::GET, &format!("/v1-webhooks/receivers/{id}/alertmanager-config"), None).await;
+    call(&app, &app.token, Method::POST, &format!("/v1-webhooks/receivers/{id}?action=regenerateUrl"), None).await;
+    assert_eq!(app.trigger(&url).await.0, StatusCode::FORBIDDEN);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let log = app.log();
+    assert!(log.lines().count() > 20, "the log was written at debug level: {log}");
+    assert!(log.contains(id) && log.contains("/v1-webhooks/endpoint"), "what is not secret is logged: {log}");
+    for (what, secret) in [
+        ("the admin token", app.token.as_str()),
+        ("a made API token", made_secret.as_str()),
+        ("a trigger token", trigger_token.as_str()),
+        ("a forged trigger token", forged.as_str()),
+        ("a session id", session_id.as_str()),
+        ("a wrong API token", "hookd_wrongwrongwrong"),
+    ] {
+        assert!(!log.contains(secret), "{what} is in the log:\n{log}");
+    }
+}

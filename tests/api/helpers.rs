@@ -166,7 +166,7 @@ impl TestApp {
             .args(["serve", "--config"])
             .arg(&file)
             .env("HOOKD_ADMIN_TOKEN", &self.token)
-            .env("HOOKD_LOG", "info")
+            .env("HOOKD_LOG", "info,hookd=debug,tower_http=debug") // debug: the secrets test reads it all
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
