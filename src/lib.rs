@@ -27,6 +27,7 @@ pub mod engine;
 pub mod http;
 pub mod metrics;
 pub mod payload;
+pub mod sealer;
 pub mod server;
 pub mod session;
 pub mod store;

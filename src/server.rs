@@ -68,6 +68,7 @@ impl App {
             sign_ins: tokio::sync::Semaphore::new(crate::http::SIGN_INS_AT_ONCE),
             access_changes: tokio::sync::Mutex::new(()),
             trigger_limits: crate::http::TriggerLimits::new(&config.limits),
+            sealer: crate::sealer::Sealer::load_or_create(&config.data_dir)?,
         });
         let metrics_listener = match config.metrics_listen {
             Some(address) => Some(

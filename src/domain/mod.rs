@@ -10,6 +10,7 @@ pub mod image;
 pub mod job;
 pub mod scale;
 pub mod upgrade;
+pub mod verify;
 
 use std::fmt;
 
@@ -122,6 +123,8 @@ pub struct Receiver {
     pub revision: u32,
     pub created: Millis,
     pub updated: Millis,
+    /// What a trigger must also carry (a secret header, a signature); `None`: the URL is enough.
+    pub verify: Option<verify::SenderCheck>,
 }
 
 /// What a handled trigger came to.

@@ -16,6 +16,7 @@ mod receivers;
 mod schemas;
 mod trigger;
 mod ui;
+mod verify;
 mod wire;
 
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub failed_auth: guard::FailedAuth,
     /// Sign-in bodies being read at once (the only body read before authentication).
     pub sign_ins: tokio::sync::Semaphore,
+    /// Seals and opens the HMAC keys of sender checks (`sealing.key` in the data directory).
+    pub sealer: crate::sealer::Sealer,
     /// Trigger rate limits, per receiver and per client address.
     pub trigger_limits: rate::TriggerLimits,
     /// Access changes, one at a time: key changes, token creation and revocation (two

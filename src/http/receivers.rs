@@ -220,6 +220,10 @@ pub async fn create(
         revision: 1,
         created: now,
         updated: now,
+        verify: match &body.sender_verification {
+            Some(v) => super::verify::parse(v, None, &state.sealer)?,
+            None => None,
+        },
     };
     // The project is checked again under the lock project deletion takes: a receiver never
     // lands in a project deleted while its service was being checked.
@@ -308,7 +312,14 @@ pub async fn update(
         false => None,
     };
     let enabled = body.enabled;
+    let verify = match &body.sender_verification {
+        Some(v) => Some(super::verify::parse(v, receiver.verify.as_ref(), &state.sealer)?),
+        None => None,
+    };
     let receiver = edit(&state, &receiver, move |r| {
+        if let Some(verify) = verify {
+            r.verify = verify;
+        }
         if let Some(name) = name {
             r.name = name;
         }

@@ -269,9 +269,16 @@ pub async fn trigger(
     if receiver.token_generation != claims.generation || receiver.project != claims.project {
         return Err(revoked());
     }
+    // The sender first: one that cannot prove itself learns nothing of what its body lacks.
+    let replay_key = match &receiver.verify {
+        Some(check) => {
+            super::verify::check(check, &state.sealer, &parts.headers, &body).map_err(|e| reject(&state, e))?
+        }
+        None => None,
+    };
     let payload = read_payload(&receiver.config, &body, claims_json(&parts.headers))
         .map_err(|e| reject(&state, ApiError::bad_request("invalid_payload", e)))?;
-    let idempotency_key = idempotency_key(&parts.headers).map_err(|e| reject(&state, e))?;
+    let idempotency_key = idempotency_key(&parts.headers).map_err(|e| reject(&state, e))?.or(replay_key);
     let request = TriggerRequest { source: source(peer, &parts.headers), payload, dry_run, idempotency_key };
     // Its own task: a caller that hangs up mid-trigger must not cancel it between acting on
     // the backend and recording the execution.

@@ -22,6 +22,11 @@ pub const DEFAULT_MIN: u32 = 1;
 pub const DEFAULT_MAX: u32 = 100;
 pub const DEFAULT_AMOUNT: u32 = 1;
 
+/// A member that was sent, even as `null` (absent stays `None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
 /// Body of create (POST) and update (PUT). Unknown fields are refused; the read-only
 /// members of a receiver resource are accepted and ignored, so a GET body can be PUT back.
 #[derive(Debug, Deserialize)]
@@ -34,6 +39,9 @@ pub struct ReceiverIn {
     pub scale_service_config: Option<ScaleServiceConfigIn>,
     pub service_upgrade_config: Option<ServiceUpgradeConfigIn>,
     // Rancher clients send every driver's config; only the chosen driver's is read.
+    /// What a trigger must also carry; `null` removes it (kept raw: absent and null differ).
+    #[serde(default, deserialize_with = "present")]
+    pub sender_verification: Option<Value>,
     pub scale_host_config: Option<IgnoredAny>,
     pub forward_post_config: Option<IgnoredAny>,
     #[serde(rename = "type")]
@@ -204,6 +212,7 @@ pub fn receiver_out(r: &Receiver, base: &str, url: Option<String>) -> Value {
         "description": r.config.describe(),
         "created": rfc3339(r.created),
         "updated": rfc3339(r.updated),
+        "senderVerification": super::verify::out(r.verify.as_ref()),
         "links": {
             "self": self_link,
             "executions": format!("{path}/executions?projectId={project}"),

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ApiToken, Role, StoreError, StoreResult};
-use crate::domain::DedupKey;
+use crate::domain::{verify::SenderCheck, DedupKey};
 use crate::domain::{
     AlertRef, AlertStatus, ApiTokenId, AtBound, Driver, DriverConfig, Effect, Execution, ExecutionId, Job, JobId,
     JobState, JobStep, Millis, OnResolved, Outcome, ProjectName, Receiver, ReceiverId, ReceiverName, Rollout,
@@ -172,6 +172,42 @@ pub struct ReceiverRow {
     pub created: i64,
     pub updated: i64,
     pub revision: i64,
+    pub verify: Option<String>,
+}
+
+/// A sender check as the store keeps it: hashes and sealed keys only, never a secret.
+pub fn verify_to_json(check: Option<&SenderCheck>) -> Option<String> {
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    let value = match check? {
+        SenderCheck::Header { name, bearer, hash } => {
+            serde_json::json!({"type": "header", "name": name, "bearer": bearer, "hash": hex::encode(hash)})
+        }
+        SenderCheck::Github { sealed } => serde_json::json!({"type": "github", "sealed": STANDARD.encode(sealed)}),
+        SenderCheck::StandardWebhooks { sealed } => {
+            serde_json::json!({"type": "standardWebhooks", "sealed": STANDARD.encode(sealed)})
+        }
+    };
+    Some(value.to_string())
+}
+
+fn verify_from_json(json: Option<&str>) -> StoreResult<Option<SenderCheck>> {
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    let Some(json) = json else { return Ok(None) };
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|_| corrupt("receiver verify"))?;
+    let sealed = || STANDARD.decode(v["sealed"].as_str().unwrap_or_default()).map_err(|_| corrupt("sealed key"));
+    Ok(Some(match v["type"].as_str() {
+        Some("header") => SenderCheck::Header {
+            name: v["name"].as_str().ok_or_else(|| corrupt("verify header name"))?.to_owned(),
+            bearer: v["bearer"].as_bool().unwrap_or(false),
+            hash: hex::decode(v["hash"].as_str().unwrap_or_default())
+                .ok()
+                .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                .ok_or_else(|| corrupt("verify hash"))?,
+        },
+        Some("github") => SenderCheck::Github { sealed: sealed()? },
+        Some("standardWebhooks") => SenderCheck::StandardWebhooks { sealed: sealed()? },
+        _ => return Err(corrupt("verify type")),
+    }))
 }
 
 impl ReceiverRow {
@@ -186,6 +222,7 @@ impl ReceiverRow {
             created: self.created,
             updated: self.updated,
             revision: u32::try_from(self.revision).map_err(corrupt)?,
+            verify: verify_from_json(self.verify.as_deref())?,
         })
     }
 }

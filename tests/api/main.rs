@@ -24,6 +24,7 @@ mod ops;
 mod packaging;
 mod rancher_compat;
 mod receivers;
+mod sender_verification;
 mod store_contract;
 mod trigger;
 mod ui;

@@ -8,9 +8,9 @@ use futures_util::future::join_all;
 use hookd::{
     config::Retention,
     domain::{
-        now_millis, AlertRef, AlertStatus, ApiTokenId, AuditId, Decided, DedupKey, DriverConfig, Effect, Execution,
-        ExecutionId, Outcome, ProjectName, Receiver, ReceiverId, ReceiverName, ScaleAction, ScaleServiceConfig,
-        ServiceId, ServiceKey,
+        now_millis, verify::SenderCheck, AlertRef, AlertStatus, ApiTokenId, AuditId, Decided, DedupKey, DriverConfig,
+        Effect, Execution, ExecutionId, Outcome, ProjectName, Receiver, ReceiverId, ReceiverName, ScaleAction,
+        ScaleServiceConfig, ServiceId, ServiceKey,
     },
     store::{self, ApiToken, AuditEntry, Role, StateWrite, Store, StoreError, StoredProject},
     token::new_signing_key,
@@ -29,6 +29,7 @@ fn receiver(project: &str, name: &str) -> Receiver {
         revision: 1,
         created: now_millis(),
         updated: now_millis(),
+        verify: None,
     }
 }
 
@@ -260,6 +261,19 @@ async fn access_contract(store: Arc<dyn Store>) {
     store.insert_project(&project).await.unwrap();
     assert!(matches!(store.insert_project(&project).await, Err(StoreError::Conflict(_))), "names are unique");
     assert_eq!(store.projects().await.unwrap(), vec![project.clone()]);
+    // A receiver's sender check reads back as written (issue 14).
+    let checked = Receiver {
+        verify: Some(SenderCheck::Header { name: "X-Token".into(), bearer: false, hash: [7; 32] }),
+        ..receiver("default", "checked")
+    };
+    store.insert_receiver(&checked).await.unwrap();
+    assert_eq!(store.receiver(checked.id).await.unwrap(), Some(checked.clone()));
+    let sealed = Some(SenderCheck::StandardWebhooks { sealed: vec![1, 2, 3] });
+    let sealed_again = sealed.clone();
+    let edited = store.edit_receiver(checked.id, Box::new(move |r| r.verify = sealed_again)).await.unwrap();
+    assert_eq!(edited.verify, sealed);
+    assert_eq!(store.receiver(checked.id).await.unwrap().unwrap().verify, sealed);
+    store.delete_receiver(checked.id).await.unwrap();
     let r = receiver("team", "busy");
     store.insert_receiver(&r).await.unwrap();
     assert!(matches!(store.delete_project(&team).await, Err(StoreError::Conflict(_))), "not while it has receivers");

@@ -147,7 +147,7 @@ impl SqliteStore {
 }
 
 const RECEIVER_COLUMNS: &str =
-    "id, project, name, driver, config, enabled, token_generation, created, updated, revision";
+    "id, project, name, driver, config, enabled, token_generation, created, updated, revision, verify";
 const EXECUTION_COLUMNS: &str =
     "id, receiver, service, at, source, outcome, scale_from, scale_to, reason, detail, dry_run, alerts, dedup_key, job";
 

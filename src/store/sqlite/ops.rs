@@ -6,7 +6,7 @@
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 use super::super::{
-    rows::{alerts_to_json, config_to_json, job_to_json, ReceiverRow},
+    rows::{alerts_to_json, config_to_json, job_to_json, verify_to_json, ReceiverRow},
     ApiToken, AuditEntry, ReceiverEdit, SigningKey, StateWrite, StoreError, StoredProject,
 };
 use crate::domain::{now_millis, ApiTokenId, Execution, Job, Millis, Outcome, ProjectName, Receiver, ReceiverId};
@@ -95,7 +95,7 @@ pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
         Op::InsertReceiver(r) => {
             conn.prepare_cached(
                 "INSERT INTO receivers (id, project, name, driver, config, enabled, token_generation, created, \
-                 updated, revision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 updated, revision, verify) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 r.id.to_string(),
@@ -108,6 +108,7 @@ pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
                 r.created,
                 r.updated,
                 r.revision,
+                verify_to_json(r.verify.as_ref()),
             ])
             .map_err(|e| unique(e, || name_taken(r)))?;
             Ok(Done::Written)
@@ -130,7 +131,7 @@ pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
             };
             conn.prepare_cached(
                 "UPDATE receivers SET name = ?1, config = ?2, enabled = ?3, token_generation = ?4, updated = ?5, \
-                 revision = ?6 WHERE id = ?7",
+                 revision = ?6, verify = ?8 WHERE id = ?7",
             )?
             .execute(params![
                 r.name.as_str(),
@@ -140,6 +141,7 @@ pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
                 r.updated,
                 r.revision,
                 r.id.to_string(),
+                verify_to_json(r.verify.as_ref()),
             ])
             .map_err(|e| unique(e, || name_taken(&r)))?;
             Ok(Done::Updated(Box::new(r)))
@@ -283,8 +285,8 @@ fn record_decision(conn: &Connection, e: &Execution, replaced: bool) -> rusqlite
 fn read_receiver(conn: &Connection, id: ReceiverId) -> Result<Option<Receiver>, Failure> {
     let row = conn
         .prepare_cached(
-            "SELECT id, project, name, driver, config, enabled, token_generation, created, updated, revision \
-             FROM receivers WHERE id = ?1",
+            "SELECT id, project, name, driver, config, enabled, token_generation, created, updated, revision, \
+             verify FROM receivers WHERE id = ?1",
         )?
         .query_row([id.to_string()], |row| {
             Ok(ReceiverRow {
@@ -298,6 +300,7 @@ fn read_receiver(conn: &Connection, id: ReceiverId) -> Result<Option<Receiver>, 
                 created: row.get(7)?,
                 updated: row.get(8)?,
                 revision: row.get(9)?,
+                verify: row.get(10)?,
             })
         })
         .optional()?;
