@@ -142,6 +142,7 @@ async fn forged_tokens_are_refused_and_change_nothing() {
         ("algorithm swapped", hs512.as_str()),
         ("altered claims", altered_claims.as_str()),
         ("bad signature", bad_signature.as_str()),
+        ("truncated", &token[..token.len() - 5]),
         ("garbage", "not-a-jwt"),
         ("empty", ""),
     ] {
@@ -149,6 +150,16 @@ async fn forged_tokens_are_refused_and_change_nothing() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{what}: {err}");
         assert_eq!(err["code"], "invalid_token", "{what}");
         assert!(!err.to_string().contains(forged) || forged.is_empty(), "{what}: the token must not be echoed");
+        if forged.is_empty() {
+            continue;
+        }
+        // Issue 14: every way a token travels: Rancher's `key=`, and the Authorization header.
+        let endpoint = format!("{}/v1-webhooks/endpoint", app.base);
+        let (status, err) = app.trigger(&format!("{endpoint}?key={forged}")).await;
+        assert_eq!((status, err["code"].as_str()), (StatusCode::FORBIDDEN, Some("invalid_token")), "{what} as key=");
+        let response = app.http.post(&endpoint).bearer_auth(forged).send().await.unwrap();
+        let (status, err) = crate::helpers::read(response).await;
+        assert_eq!((status, err["code"].as_str()), (StatusCode::FORBIDDEN, Some("invalid_token")), "{what} as bearer");
     }
     let (status, err) = app.trigger(&format!("{}/v1-webhooks/endpoint", app.base)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{err}");
