@@ -171,4 +171,25 @@ mod tests {
         assert_eq!(check_header("Authorization", true, &hash, Some("Bearer letmein")), Ok(()));
         assert!(check_header("Authorization", true, &hash, Some("letmein")).is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever a sender puts in the headers, nothing panics and nothing verifies
+        /// without the key (the signature is then a guess of 256 bits).
+        #[test]
+        fn arbitrary_headers_never_verify(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+            sig in ".{0,120}",
+            id in ".{0,40}",
+            ts in ".{0,20}",
+        ) {
+            let key = b"0123456789abcdef0123456789abcdef";
+            let (prefixed, v1) = (format!("sha256={sig}"), format!("v1,{sig}"));
+            proptest::prop_assert!(check_github(key, &body, Some(&sig)).is_err());
+            proptest::prop_assert!(check_github(key, &body, Some(&prefixed)).is_err());
+            let now = 1_700_000_000;
+            proptest::prop_assert!(check_standard_webhooks(key, Some(&id), Some(&ts), Some(&sig), &body, now).is_err());
+            proptest::prop_assert!(check_standard_webhooks(key, Some(&id), Some("1700000000"), Some(&v1), &body, now).is_err());
+            proptest::prop_assert!(check_header("X-Token", true, &secret_hash("a real secret"), Some(&sig)).is_err());
+        }
+    }
 }
