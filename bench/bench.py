@@ -308,7 +308,8 @@ def main():
         extra = BIG_STORE - RECEIVERS
         db.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
-            "INSERT INTO receivers SELECT printf('%032x', i), 'default', 'filler-' || i, 'scaleService', ?, 1, 1, 0, 0, 1 "
+            "INSERT INTO receivers (id, project, name, driver, config, enabled, token_generation, created, updated, "
+            "revision) SELECT printf('%032x', i), 'default', 'filler-' || i, 'scaleService', ?, 1, 1, 0, 0, 1 "
             "FROM n", (extra, config))
         db.commit()
         receivers_stored = db.execute("SELECT COUNT(*) FROM receivers").fetchone()[0]
