@@ -24,15 +24,20 @@ impl Sealer {
         let key = match std::fs::read(&path) {
             Ok(key) => key,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Written aside and renamed: a kill mid-write must not leave a short key behind.
                 let key = ChaCha20Poly1305::generate_key(&mut OsRng).to_vec();
+                let aside = data_dir.join(format!("{KEY_FILE}.new"));
                 let mut file = std::fs::OpenOptions::new()
                     .write(true)
-                    .create_new(true)
+                    .create(true)
+                    .truncate(true)
                     .mode(0o600)
-                    .open(&path)
-                    .with_context(|| format!("creating {}", path.display()))?;
+                    .open(&aside)
+                    .with_context(|| format!("creating {}", aside.display()))?;
                 file.write_all(&key)?;
                 file.sync_all()?;
+                std::fs::rename(&aside, &path).with_context(|| format!("creating {}", path.display()))?;
+                std::fs::File::open(data_dir)?.sync_all()?;
                 key
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
