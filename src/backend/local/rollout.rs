@@ -70,17 +70,17 @@ async fn wait_until(
     batch: &[u32],
 ) -> Result<(), BackendError> {
     let deadline = tokio::time::Instant::now() + BATCH_TIMEOUT;
-    let mut first_start = std::collections::HashMap::new();
+    let exits_before = shared.lock().expect("supervisor state lock").exits.clone();
     loop {
         let done = {
             let shared = shared.lock().expect("supervisor state lock");
-            // A new replica that started again has died on the new image: fail now.
-            for n in batch {
-                if let Some((i, started)) = shared.replica_images.get(n).filter(|(i, _)| i == image) {
-                    if *first_start.entry(*n).or_insert(*started) != *started {
-                        let why = shared.last_error.clone().unwrap_or_default();
-                        return Err(BackendError::Refused(format!("replica {n} exited on {i}: {why}")));
-                    }
+            // A replica that exited on the new image since the wait began died on it: fail now.
+            for (n, (count, exited_on)) in &shared.exits {
+                let watched = batch.is_empty() || batch.contains(n);
+                let before = exits_before.get(n).map_or(0, |(c, _)| *c);
+                if watched && *count > before && exited_on == image {
+                    let why = shared.last_error.clone().unwrap_or_default();
+                    return Err(BackendError::Refused(format!("replica {n} exited on {image}: {why}")));
                 }
             }
             if batch.is_empty() {

@@ -84,6 +84,9 @@ pub struct SharedState {
     pub image: String,
     /// The image each running replica was started with, and when, by replica number.
     pub replica_images: BTreeMap<u32, (String, Instant)>,
+    /// Per replica number: how often it exited on its own, and the image of the last exit.
+    /// A rollout reads it, as a crash can come and go between two looks at `replica_images`.
+    pub exits: BTreeMap<u32, (u64, String)>,
 }
 
 /// Asks the supervisor to replace a replica with one on the current image.
@@ -372,7 +375,12 @@ impl Supervisor {
                 let ran = replica.started.elapsed();
                 let message = format!("replica {n} (pid {pid}) exited: {status}");
                 tracing::warn!(service = %self.spec.name, replica = n, pid, %status, "process exited; restarting");
-                self.shared.lock().expect("supervisor state lock").last_error = Some(message);
+                {
+                    let mut shared = self.shared.lock().expect("supervisor state lock");
+                    shared.last_error = Some(message);
+                    let exits = shared.exits.entry(n).or_default();
+                    *exits = (exits.0 + 1, replica.image.clone());
+                }
                 self.clean_up(n, replica, clean);
                 self.schedule_restart(n, ran);
             }
