@@ -18,8 +18,12 @@ pub struct Config {
     pub public_url: Option<String>,
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
-    /// `sqlite://...`; when unset, `hookd.db` inside `data_dir`.
-    pub database_url: Option<String>,
+    /// `sqlite://...` or `postgres://...` (a secret: it may hold a password); when unset,
+    /// `hookd.db` inside `data_dir`.
+    pub database_url: Option<Secret>,
+    /// The key that seals sender secrets; when unset, `sealing.key` inside `data_dir`.
+    /// Replicas sharing a PostgreSQL database must all point at the same key.
+    pub sealing_key_file: Option<PathBuf>,
     /// Ensures this admin API token exists (instead of generating one at first start).
     #[serde(default)]
     pub admin_token: Option<Secret>,
@@ -262,7 +266,10 @@ impl Config {
             self.data_dir = PathBuf::from(v);
         }
         if let Some(v) = env("HOOKD_DATABASE_URL") {
-            self.database_url = Some(v);
+            self.database_url = Some(Secret(v));
+        }
+        if let Some(v) = env("HOOKD_SEALING_KEY_FILE") {
+            self.sealing_key_file = Some(PathBuf::from(v));
         }
         if let Some(v) = env("HOOKD_ADMIN_TOKEN") {
             self.admin_token = Some(Secret(v));
@@ -383,7 +390,14 @@ impl Config {
     }
 
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hookd.db").display()))
+        match &self.database_url {
+            Some(url) => url.expose().to_owned(),
+            None => format!("sqlite://{}", self.data_dir.join("hookd.db").display()),
+        }
+    }
+
+    pub fn sealing_key_file(&self) -> PathBuf {
+        self.sealing_key_file.clone().unwrap_or_else(|| self.data_dir.join("sealing.key"))
     }
 }
 

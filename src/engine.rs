@@ -14,7 +14,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
@@ -32,11 +32,11 @@ use crate::{
     },
     metrics::{BackendOpLabels, DriverLabels, Metrics, TriggerLabels},
     payload::TriggerPayload,
-    store::{StateWrite, Store, StoreError},
+    store::{StateWrite, Store, StoreError, StoreLock},
 };
 
 /// How long a trigger waits for its service's lock before answering 503.
-const SERVICE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const SERVICE_WAIT: Duration = Duration::from_secs(10);
 
 /// Retries of a scale write that lost an optimistic-concurrency race.
 const CONFLICT_RETRIES: u32 = 8;
@@ -60,20 +60,42 @@ pub enum EngineError {
     Busy(String),
 }
 
-/// One async mutex per (backend, service); entries live as long as hookd (services are few).
-/// Scale triggers and upgrade jobs both take it, so they never collide on a service.
-#[derive(Default)]
+/// One lock per (backend, service): an async mutex in this process, then the store's lock
+/// of that name, so triggers and jobs on a service are serialized across every hookd
+/// sharing the store. Entries live as long as hookd (services are few).
 pub struct ServiceLocks {
+    store: Arc<dyn Store>,
     locks: Mutex<HashMap<ServiceKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// Held while a trigger or a job acts on a service.
+pub struct ServiceGuard {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    _shared: StoreLock,
+}
+
 impl ServiceLocks {
-    pub fn get(&self, service: &ServiceKey) -> Arc<tokio::sync::Mutex<()>> {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store, locks: Mutex::default() }
+    }
+
+    fn get(&self, service: &ServiceKey) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().expect("service lock table");
         if let Some(lock) = locks.get(service) {
             return lock.clone();
         }
         locks.entry(service.clone()).or_default().clone()
+    }
+
+    /// Takes the service's lock, waiting up to `wait`; `Ok(None)` when it is still held then.
+    pub async fn acquire(&self, service: &ServiceKey, wait: Duration) -> Result<Option<ServiceGuard>, StoreError> {
+        let started = Instant::now();
+        let Ok(local) = tokio::time::timeout(wait, self.get(service).lock_owned()).await else {
+            return Ok(None);
+        };
+        let left = wait.saturating_sub(started.elapsed());
+        let shared = self.store.lock(&format!("service:{}", service.as_str()), left).await?;
+        Ok(shared.map(|shared| ServiceGuard { _local: local, _shared: shared }))
     }
 }
 
@@ -92,7 +114,7 @@ pub struct Engine {
 }
 
 /// How long a trigger waits for a backend call slot before answering 503.
-const BACKEND_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const BACKEND_SLOT_WAIT: Duration = Duration::from_secs(10);
 
 type BackendOpMetrics =
     (prometheus_client::metrics::histogram::Histogram, prometheus_client::metrics::counter::Counter);
@@ -165,12 +187,14 @@ impl Journal for TriggerJournal<'_> {
 }
 
 impl Engine {
-    /// `backend_concurrency`: calls in flight to one backend at most.
+    /// `backend_concurrency`: calls in flight to one backend at most. `owner` names this
+    /// hookd in job leases (the same across its restarts).
     pub fn new(
         store: Arc<dyn Store>,
         backends: Arc<Backends>,
         metrics: Arc<Metrics>,
         backend_concurrency: usize,
+        owner: String,
     ) -> Self {
         // Resolved once: label lookups per trigger would allocate.
         let mut backend_metrics = HashMap::new();
@@ -191,8 +215,8 @@ impl Engine {
             .iter()
             .map(|b| (b.name().to_owned(), Arc::new(tokio::sync::Semaphore::new(backend_concurrency))))
             .collect();
-        let locks = Arc::new(ServiceLocks::default());
-        let jobs = Arc::new(JobRunner::new(store.clone(), backends.clone(), locks.clone()));
+        let locks = Arc::new(ServiceLocks::new(store.clone()));
+        let jobs = Arc::new(JobRunner::new(store.clone(), backends.clone(), locks.clone(), owner));
         Self { store, backends, metrics, locks, jobs, backend_metrics, backend_calls, backend_concurrency }
     }
 
@@ -245,10 +269,9 @@ impl Engine {
             Intent::Step { direction, dedup } => (direction, dedup),
         };
         draft.dedup_key = dedup.map(|d| d.key);
-        let lock = self.locks.get(&service);
         // An upgrade may hold the service for minutes: answer "busy, retry" rather than
         // hang, and never act later for a caller that has been answered.
-        let Ok(_serialized) = tokio::time::timeout(SERVICE_WAIT, lock.lock()).await else {
+        let Some(_serialized) = self.locks.acquire(&service, SERVICE_WAIT).await? else {
             return Err(EngineError::Busy(config.service.to_string()));
         };
 

@@ -44,11 +44,27 @@ impl App {
     /// Builds on a data directory this process has locked already.
     pub async fn build_locked(config: Config, data_dir: DataDirLock, listener: TcpListener) -> anyhow::Result<Self> {
         let store = store::open(&config.database_url(), config.retention).await?;
-        let generated_admin_token = auth::ensure_admin(store.as_ref(), config.admin_token.as_ref()).await?;
-        let keys = TriggerKeys::load_or_create(store.as_ref()).await?;
+        let (generated_admin_token, keys) = {
+            // Replicas starting at once on one database: one makes the admin token and the first key.
+            let _first = store
+                .lock("start-up", Duration::from_secs(30))
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("another hookd held the database's start-up lock for 30 s"))?;
+            let admin = auth::ensure_admin(store.as_ref(), config.admin_token.as_ref()).await?;
+            (admin, TriggerKeys::load_or_create(store.as_ref()).await?)
+        };
+        let sealing_key = config.sealing_key_file();
+        let sealer = crate::sealer::Sealer::load_or_create(&sealing_key)?;
+        sealer.agree(store.as_ref(), &sealing_key).await?;
         let metrics = Arc::new(Metrics::default());
         let backends = Arc::new(Backends::start(&config, store.clone(), &data_dir).await?);
-        let engine = Engine::new(store.clone(), backends.clone(), metrics.clone(), config.limits.backend_concurrency);
+        let engine = Engine::new(
+            store.clone(),
+            backends.clone(),
+            metrics.clone(),
+            config.limits.backend_concurrency,
+            data_dir.instance_id(),
+        );
         let resumed = engine.resume_jobs().await?;
         if resumed > 0 {
             tracing::info!(jobs = resumed, "resumed unfinished jobs");
@@ -68,8 +84,9 @@ impl App {
             sign_ins: tokio::sync::Semaphore::new(crate::http::SIGN_INS_AT_ONCE),
             access_changes: tokio::sync::Mutex::new(()),
             trigger_limits: crate::http::TriggerLimits::new(&config.limits),
-            sealer: crate::sealer::Sealer::load_or_create(&config.data_dir)?,
+            sealer,
         });
+        follow_changes(&state);
         let metrics_listener = match config.metrics_listen {
             Some(address) => Some(
                 TcpListener::bind(address)
@@ -114,6 +131,41 @@ impl App {
         drop(self.data_dir);
         Ok(())
     }
+}
+
+/// Keeps what this hookd caches (signing keys, projects) in step with what other hookd on
+/// the same store change: reloaded on each announced change, and every 30 s besides.
+fn follow_changes(state: &Arc<AppState>) {
+    let Some(mut changes) = state.store.changes() else { return };
+    let state = Arc::downgrade(state);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            let (keys, projects) = tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(crate::store::Change::SigningKeys) => (true, false),
+                    Ok(crate::store::Change::Projects) => (false, true),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => (true, true),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = every.tick() => (true, true),
+            };
+            let Some(state) = state.upgrade() else { return };
+            if keys {
+                match state.store.signing_keys().await.map(|k| TriggerKeys::from_keys(&k)) {
+                    Ok(Some(loaded)) => *state.keys.write().expect("not poisoned") = Arc::new(loaded),
+                    Ok(None) => tracing::warn!("the store holds no live signing key; keeping the ones loaded"),
+                    Err(e) => tracing::warn!(error = %e, "could not reload the signing keys"),
+                }
+            }
+            if projects {
+                match state.store.projects().await {
+                    Ok(stored) => state.backends.bind_stored(stored, false),
+                    Err(e) => tracing::warn!(error = %e, "could not reload the projects"),
+                }
+            }
+        }
+    });
 }
 
 /// Longest wait for open connections to finish their requests at shutdown.

@@ -155,6 +155,16 @@ impl Backends {
             false => None,
         };
         if !locals.is_empty() {
+            // Local processes run on this machine: two replicas on one database would each
+            // run them, and fight over one desired scale.
+            if !store.claim_local_backend().await? {
+                anyhow::bail!(
+                    "another hookd on this database runs the local backend {:?}; the local backend runs processes \
+                     on one machine, so only one hookd sharing a database may have it (give the others docker \
+                     backends only, or their own SQLite database)",
+                    locals[0].name
+                );
+            }
             local::reap_leftovers(&instance, cgroups.clone()).await?;
         }
         let mut by_name: HashMap<&str, Arc<dyn Backend>> = HashMap::new();
@@ -169,27 +179,39 @@ impl Backends {
             by_name.insert(&b.name, backend.clone());
             all.push(backend);
         }
-        let mut by_project: HashMap<ProjectName, Arc<dyn Backend>> = config
+        let by_project: HashMap<ProjectName, Arc<dyn Backend>> = config
             .projects
             .iter()
             .map(|p| Ok((ProjectName::parse(&p.name)?, by_name[p.backend.as_str()].clone())))
             .collect::<anyhow::Result<_>>()?;
         let configured = by_project.keys().cloned().collect();
-        for stored in store.projects().await? {
-            match by_name.get(stored.backend.as_str()) {
-                _ if by_project.contains_key(&stored.name) => {
-                    tracing::warn!(project = %stored.name, "a project made through the API is also in the config file; the config's wins");
+        let backends = Self { all, by_project: std::sync::RwLock::new(by_project), configured, cgroups };
+        backends.bind_stored(store.projects().await?, true);
+        Ok(backends)
+    }
+
+    /// Binds the projects made through the API to their backends, and unbinds those
+    /// deleted since (by another hookd on the same database); `warn` on the first pass.
+    pub fn bind_stored(&self, stored: Vec<crate::store::StoredProject>, warn: bool) {
+        let mut by_project = self.by_project.write().expect("not poisoned");
+        by_project.retain(|name, _| self.configured.contains(name) || stored.iter().any(|s| &s.name == name));
+        for stored in stored {
+            match self.by_name(&stored.backend) {
+                _ if self.configured.contains(&stored.name) => {
+                    if warn {
+                        tracing::warn!(project = %stored.name, "a project made through the API is also in the config file; the config's wins");
+                    }
                 }
                 Some(backend) => {
                     by_project.insert(stored.name, backend.clone());
                 }
-                None => tracing::warn!(
+                None if warn => tracing::warn!(
                     project = %stored.name, backend = %stored.backend,
                     "a project's backend is not in the config file; its receivers are refused until it is back"
                 ),
+                None => {}
             }
         }
-        Ok(Self { all, by_project: std::sync::RwLock::new(by_project), configured, cgroups })
     }
 
     pub fn for_project(&self, project: &ProjectName) -> Option<Arc<dyn Backend>> {

@@ -4,8 +4,16 @@
 //! trigger waits instead of colliding). Backends' rollouts are idempotent, so resuming a
 //! step after a restart calls the backend again and it carries on where it stood. A backend
 //! that is unreachable is retried with backoff; anything else fails the job with the reason.
+//!
+//! With several hookd on one store, a job runs where its lease is held: claimed before it
+//! starts, renewed while it runs, and taken over by another hookd once it lapses (the
+//! holder died). A hookd that loses a lease stops running that job.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 
@@ -14,18 +22,29 @@ use crate::{
     backend::ServiceInfo,
     backend::{BackendError, Backends, RolloutObserver, RolloutPlan, RolloutProgress},
     domain::{
-        image::ImageRef, now_millis, upgrade::Mismatch, DriverConfig, Job, JobState, ReceiverId, ServiceKey, StepState,
+        image::ImageRef, now_millis, upgrade::Mismatch, DriverConfig, Job, JobId, JobState, Millis, ReceiverId,
+        ServiceKey, StepState,
     },
     store::{Store, StoreError},
 };
 
 /// How long an unreachable backend is retried before the job fails.
 const UNAVAILABLE_FOR: Duration = Duration::from_secs(600);
+/// A job's lease: renewed every third of it; another hookd takes the job once it lapses.
+const LEASE_MS: Millis = 15_000;
+/// How often lapsed leases are looked for.
+const ORPHAN_SCAN: Duration = Duration::from_secs(5);
+/// How long a job waits for its service's lock before it looks again.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
 
 pub struct JobRunner {
     store: Arc<dyn Store>,
     backends: Arc<Backends>,
     locks: Arc<ServiceLocks>,
+    /// This hookd in job leases.
+    owner: String,
+    /// Jobs this process runs now.
+    running: Mutex<HashSet<JobId>>,
 }
 
 /// The job being run, shared with the backend's progress reports.
@@ -73,11 +92,12 @@ impl RolloutObserver for Running {
 }
 
 impl JobRunner {
-    pub fn new(store: Arc<dyn Store>, backends: Arc<Backends>, locks: Arc<ServiceLocks>) -> Self {
-        Self { store, backends, locks }
+    pub fn new(store: Arc<dyn Store>, backends: Arc<Backends>, locks: Arc<ServiceLocks>, owner: String) -> Self {
+        Self { store, backends, locks, owner, running: Mutex::default() }
     }
 
-    /// Starts the jobs left running by a previous run of hookd.
+    /// Starts the jobs left running by a previous run of hookd (those another live hookd
+    /// holds are left to it); with a shared store, then looks for lapsed leases for good.
     pub async fn resume(self: &Arc<Self>) -> Result<usize, StoreError> {
         let jobs = self.store.running_jobs().await?;
         let n = jobs.len();
@@ -85,7 +105,37 @@ impl JobRunner {
             tracing::info!(job = %job.id, "resuming a job left unfinished");
             self.spawn(job);
         }
+        if self.store.shared() {
+            let runner = Arc::downgrade(self);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ORPHAN_SCAN).await;
+                    let Some(runner) = runner.upgrade() else { return };
+                    match runner.store.orphaned_jobs(now_millis()).await {
+                        Ok(jobs) => {
+                            for job in jobs {
+                                tracing::info!(job = %job.id, "taking over a job whose hookd stopped renewing it");
+                                runner.spawn(job);
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not look for jobs to take over"),
+                    }
+                }
+            });
+        }
         Ok(n)
+    }
+
+    /// Renews the job's lease until it is lost to another hookd (then returns).
+    async fn keep_lease(&self, id: JobId) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(LEASE_MS as u64 / 3)).await;
+            match self.store.claim_job(id, &self.owner, now_millis() + LEASE_MS).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => tracing::warn!(job = %id, error = %e, "could not renew the job's lease; retrying"),
+            }
+        }
     }
 
     /// The image a step should roll to now that the service runs `now` (not what it ran
@@ -107,9 +157,28 @@ impl JobRunner {
         }
     }
 
+    /// Runs `job` here if this hookd can claim it and does not run it already.
     pub fn spawn(self: &Arc<Self>, job: Job) {
+        let id = job.id;
+        if !self.running.lock().expect("running jobs").insert(id) {
+            return;
+        }
         let runner = self.clone();
-        tokio::spawn(async move { runner.run(job).await });
+        tokio::spawn(async move {
+            match runner.store.claim_job(id, &runner.owner, now_millis() + LEASE_MS).await {
+                Ok(true) => {
+                    tokio::select! {
+                        () = runner.run(job) => {}
+                        () = runner.keep_lease(id) => {
+                            tracing::warn!(job = %id, "another hookd took the job over; stopped running it here");
+                        }
+                    }
+                }
+                Ok(false) => tracing::debug!(job = %id, "another hookd runs the job"),
+                Err(e) => tracing::warn!(job = %id, error = %e, "could not claim the job; it is taken over later"),
+            }
+            runner.running.lock().expect("running jobs").remove(&id);
+        });
     }
 
     async fn run(&self, job: Job) {
@@ -137,8 +206,17 @@ impl JobRunner {
                 }
                 (step.service.clone(), step.image.clone(), step.from.clone(), step.state == StepState::Pending)
             };
-            let lock = self.locks.get(&ServiceKey::new(backend.name(), &service));
-            let _serialized = lock.lock().await;
+            let key = ServiceKey::new(backend.name(), &service);
+            let _serialized = loop {
+                match self.locks.acquire(&key, LOCK_WAIT).await {
+                    Ok(Some(guard)) => break guard,
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(job = %id, %service, error = %e, "could not lock the service; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            };
             // Decided against the image the service ran at the push; if another action has
             // changed it since (a later push rolled first), decide again, or a semver
             // receiver could roll backwards.

@@ -136,8 +136,9 @@ impl Engine {
         // find no earlier decision and both start a job.
         let receiver_key =
             ServiceKey::new("receiver", &ServiceId::parse(&receiver.id.to_string()).expect("an id is a name"));
-        let lock = self.locks.get(&receiver_key);
-        let _one_at_a_time = lock.lock().await;
+        let Some(_one_at_a_time) = self.locks.acquire(&receiver_key, super::SERVICE_WAIT).await? else {
+            return Err(EngineError::Busy(format!("receiver {}", receiver.name.as_str())));
+        };
         let since = now_millis() - PUSH_DEDUP_SECONDS * 1000;
         if let Some(same) = self.store.last_decided(receiver.id, &key, since).await? {
             let detail = format!("the same push was acted on as execution {}", same.execution);

@@ -160,7 +160,7 @@ pub async fn create_token(
         (r, c) => r.or(c),
     };
     // Names are who acted in the audit log: one name, one token.
-    let one = state.access_changes.lock().await;
+    let one = state.access_lock().await?;
     if state.store.list_api_tokens(None).await?.iter().any(|t| t.name == name.as_str()) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -219,7 +219,7 @@ pub async fn revoke_token(
         return Err(not_found());
     }
     token_scope(&caller, None)?;
-    let one = state.access_changes.lock().await;
+    let one = state.access_lock().await?;
     // One owner of every project that never expires must remain, or nobody could ever manage
     // projects and keys again (a restart makes no new admin while tokens exist).
     let global_owner = |t: &ApiToken| t.project.is_none() && t.role == Role::Owner && t.expires.is_none();
@@ -290,7 +290,7 @@ pub async fn create_project(
         .with_field("backend")
     })?;
     let taken = || ApiError::new(StatusCode::CONFLICT, "project_exists", format!("there is already a project {name}"));
-    let one = state.access_changes.lock().await;
+    let one = state.access_lock().await?;
     if state.backends.for_project(&name).is_some() {
         return Err(taken());
     }
@@ -333,7 +333,7 @@ pub async fn delete_project(
             format!("project {project} is defined in the config file; remove it there"),
         ));
     }
-    let one = state.access_changes.lock().await;
+    let one = state.access_lock().await?;
     let deleted = state.store.delete_project(&project).await.map_err(|e| match e {
         StoreError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "project_not_empty", message),
         other => other.into(),
@@ -394,7 +394,7 @@ pub async fn keys_action(
     }
     let query: KeysAction = parse_query(q.as_deref())?;
     // One key change at a time: a retire racing a rotate could retire the new key.
-    let one = state.access_changes.lock().await;
+    let one = state.access_lock().await?;
     let detail = match query.action.as_deref() {
         Some("rotate") => {
             let key = new_signing_key();

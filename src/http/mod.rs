@@ -72,10 +72,31 @@ pub struct AppState {
     /// Access changes, one at a time: key changes, token creation and revocation (two
     /// revocations at once must not each leave the other as the last owner), project creation
     /// and deletion, and the insert of a new receiver (never into a project being deleted).
+    /// Taken through [`AppState::access_lock`], which also takes the store's lock.
     pub access_changes: tokio::sync::Mutex<()>,
 }
 
+/// Held while an access change is made, here and on every hookd sharing the store.
+pub struct AccessGuard<'a> {
+    _local: tokio::sync::MutexGuard<'a, ()>,
+    _shared: crate::store::StoreLock,
+}
+
 impl AppState {
+    /// Takes the access-change lock. With a shared store, the projects are read again under
+    /// it: another hookd may have deleted one a moment ago.
+    pub async fn access_lock(&self) -> Result<AccessGuard<'_>, ApiError> {
+        let local = self.access_changes.lock().await;
+        let wait = std::time::Duration::from_secs(10);
+        let Some(shared) = self.store.lock("access", wait).await? else {
+            return Err(ApiError::unavailable("busy", "another access change is taking long; retry", 1));
+        };
+        if self.store.shared() {
+            self.backends.bind_stored(self.store.projects().await?, false);
+        }
+        Ok(AccessGuard { _local: local, _shared: shared })
+    }
+
     pub fn keys(&self) -> Arc<TriggerKeys> {
         self.keys.read().expect("not poisoned").clone()
     }

@@ -227,7 +227,7 @@ pub async fn create(
     };
     // The project is checked again under the lock project deletion takes: a receiver never
     // lands in a project deleted while its service was being checked.
-    let one = state.access_changes.lock().await;
+    let one = state.access_lock().await?;
     if state.backends.for_project(&receiver.project).is_none() {
         return Err(ApiError::not_found("project_not_found", format!("there is no project {}", receiver.project)));
     }

@@ -3,13 +3,15 @@
 //! The store is the only place that knows SQL. Row formats (including the JSON a driver
 //! config is kept as) live in the implementation, not in the domain.
 
+mod postgres;
 mod rows;
 mod sqlite;
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::{
@@ -41,11 +43,22 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-                StoreError::Unavailable(e.to_string())
-            }
-            sqlx::Error::Database(db) if db.code().is_some_and(|c| sqlite::is_transient_code(&c)) => {
-                StoreError::Unavailable(e.to_string())
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) => {
+                let transient = match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                    Some(pg) => postgres::is_transient_code(pg.code()),
+                    None => db.code().is_some_and(|c| sqlite::is_transient_code(&c)),
+                };
+                if transient {
+                    StoreError::Unavailable(e.to_string())
+                } else {
+                    StoreError::Database(e)
+                }
             }
             _ => StoreError::Database(e),
         }
@@ -53,6 +66,16 @@ impl From<sqlx::Error> for StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A lock held across every hookd sharing the store, until dropped.
+pub type StoreLock = Box<dyn Send + Sync>;
+
+/// A change another hookd on the same store made, which this one caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    SigningKeys,
+    Projects,
+}
 
 /// A change to a receiver, applied to it as stored when the edit is written.
 pub type ReceiverEdit = Box<dyn FnOnce(&mut Receiver) + Send>;
@@ -253,6 +276,40 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs not finished: resumed at start.
     async fn running_jobs(&self) -> StoreResult<Vec<Job>>;
 
+    /// Several hookd may share this store (PostgreSQL): what one caches (signing keys,
+    /// projects) another may change, and coordination goes through the store.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Takes the lock `name` across every hookd on this store, waiting up to `wait`; `None`
+    /// if it is still held then. A store no one else uses has nothing to lock.
+    async fn lock(&self, _name: &str, _wait: Duration) -> StoreResult<Option<StoreLock>> {
+        Ok(Some(Box::new(())))
+    }
+    /// Changes other hookd made to what this one caches; `None` when no one else writes.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+    /// Claims a running job for `owner` until `until` (or renews its lease): false while
+    /// another owner's lease on it is live, so exactly one hookd runs each job.
+    async fn claim_job(&self, _id: JobId, _owner: &str, _until: Millis) -> StoreResult<bool> {
+        Ok(true)
+    }
+    /// Running jobs whose owner's lease ran out before `now` (its hookd died).
+    async fn orphaned_jobs(&self, _now: Millis) -> StoreResult<Vec<Job>> {
+        Ok(Vec::new())
+    }
+    /// Claims the local backend for this hookd for as long as it runs: false when another
+    /// hookd on this store holds it (local processes run on one machine).
+    async fn claim_local_backend(&self) -> StoreResult<bool> {
+        Ok(true)
+    }
+    /// Stores `check` (a value sealed with this hookd's sealing key) unless one is stored,
+    /// and returns the stored one: replicas must seal with one key.
+    async fn sealing_check(&self, check: &str) -> StoreResult<String> {
+        Ok(check.to_owned())
+    }
+
     /// For `/readyz`: can the store write now? After a failed write this tries a real one.
     async fn ping(&self) -> StoreResult<()>;
     fn disk_usage(&self) -> DiskUsage;
@@ -260,11 +317,15 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// Opens the store named by `url` and runs its migrations.
+/// Opens the store named by `url` and runs its migrations. The URL may hold a password:
+/// errors never echo it.
 pub async fn open(url: &str, retention: Retention) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url, retention).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PgStore::open(url, retention).await?))
     } else {
-        anyhow::bail!("unsupported database URL {url:?}: hookd supports sqlite:// URLs")
+        let scheme = url.split_once(':').map_or("none", |(s, _)| s);
+        anyhow::bail!("unsupported database URL scheme {scheme:?}: hookd supports sqlite:// and postgres:// URLs")
     }
 }

@@ -4,7 +4,7 @@ use std::{path::Path, time::Duration};
 
 use hookd::{
     auth::generate_token,
-    config::{BackendConfig, BackendKind, Config, LocalServiceConfig},
+    config::{BackendConfig, BackendKind, Config, LocalServiceConfig, Secret},
     server::App,
 };
 use reqwest::{Method, StatusCode};
@@ -84,6 +84,9 @@ pub async fn spawn_process_in(dir: tempfile::TempDir, customize: impl FnOnce(&mu
 async fn spawn(external: bool, data_dir: tempfile::TempDir, customize: impl FnOnce(&mut Config)) -> TestApp {
     let marker = uuid::Uuid::now_v7().simple().to_string();
     let mut config = test_config(&data_dir.path().join("data"), &marker);
+    if crate::pg::suite_on_postgres() {
+        config.database_url = Some(Secret::new(crate::pg::fresh_database().await));
+    }
     customize(&mut config);
     config.finish().expect("the customized config is valid");
     let mut app = TestApp {
@@ -112,6 +115,12 @@ fn config_toml(config: &Config) -> String {
         config.retention.per_receiver,
         config.retention.total,
     );
+    if let Some(url) = &config.database_url {
+        toml = format!("database_url = {}\n{toml}", quote(url.expose()));
+    }
+    if let Some(key) = &config.sealing_key_file {
+        toml = format!("sealing_key_file = {}\n{toml}", quote(&key.display().to_string()));
+    }
     for b in &config.backends {
         let kind = match b.kind {
             BackendKind::Local => "local",

@@ -22,6 +22,7 @@ mod local_backend;
 mod openapi;
 mod ops;
 mod packaging;
+mod pg;
 mod rancher_compat;
 mod receivers;
 mod sender_verification;

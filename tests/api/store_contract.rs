@@ -483,3 +483,131 @@ async fn sqlite_old_finished_jobs_are_pruned_and_running_ones_kept() {
     assert_eq!(store.job(recent.id).await.unwrap(), Some(recent.clone()));
     assert_eq!(store.running_jobs().await.unwrap(), vec![old_running]);
 }
+
+// The same contract on PostgreSQL, a fresh database each.
+
+async fn postgres_with(retention: Retention) -> Arc<dyn Store> {
+    store::open(&crate::pg::fresh_database().await, retention).await.unwrap()
+}
+
+async fn postgres() -> Arc<dyn Store> {
+    postgres_with(Retention::default()).await
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: ./scripts/test.sh starts one"]
+async fn postgres_receivers() {
+    receivers_contract(postgres().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: ./scripts/test.sh starts one"]
+async fn postgres_executions() {
+    executions_contract(postgres().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: ./scripts/test.sh starts one"]
+async fn postgres_history() {
+    history_contract(postgres().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: ./scripts/test.sh starts one"]
+async fn postgres_keys_tokens_scales() {
+    keys_tokens_scales_contract(postgres().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: ./scripts/test.sh starts one"]
+async fn postgres_access() {
+    access_contract(postgres().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: ./scripts/test.sh starts one"]
+async fn postgres_retention() {
+    retention_contract(postgres_with(Retention { max_age_days: 30, per_receiver: 10, total: 1000 }).await).await;
+    retention_total_contract(postgres_with(Retention { max_age_days: 0, per_receiver: 0, total: 24 }).await).await;
+}
+
+/// Everything written through one store reads back through another on the same database,
+/// as a second replica sees it.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: ./scripts/test.sh starts one"]
+async fn postgres_data_survives_reopening_and_a_second_store_sees_it() {
+    let url = crate::pg::fresh_database().await;
+    let r = receiver("default", "durable");
+    let e = Execution { dedup_key: Some(key("n")), ..execution(r.id, 1) };
+    let (first, second) =
+        (store::open(&url, Retention::default()).await.unwrap(), store::open(&url, Retention::default()).await.unwrap());
+    first.insert_receiver(&r).await.unwrap();
+    let updated = second.edit_receiver(r.id, Box::new(|r: &mut Receiver| r.token_generation = 7)).await.unwrap();
+    let state = StateWrite::LocalScale { backend: "local".into(), service: "web".into(), scale: 4 };
+    first.record_execution(&e, Some(&state)).await.unwrap();
+    assert_eq!(second.receiver(r.id).await.unwrap(), Some(updated.clone()));
+    assert_eq!(second.last_decided(r.id, &key("n"), 0).await.unwrap(), Some(Decided { at: e.at, execution: e.id }));
+    assert!(second.delete_receiver(r.id).await.unwrap());
+    assert_eq!(first.receiver(r.id).await.unwrap(), None, "a delete on one is seen at once on the other");
+    first.close().await;
+    let again = store::open(&url, Retention::default()).await.unwrap();
+    assert_eq!(again.local_scales("local").await.unwrap().get("web"), Some(&4));
+    assert_eq!(again.last_change(&web()).await.unwrap(), Some(e.at));
+}
+
+/// Issue 15: a named lock is held across stores on one database, a job is claimed by one
+/// owner until its lease lapses, and the local backend by one store.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: ./scripts/test.sh starts one"]
+async fn issue_15_locks_leases_and_the_local_claim_hold_across_stores() {
+    use std::time::Duration;
+    let url = crate::pg::fresh_database().await;
+    let (a, b) =
+        (store::open(&url, Retention::default()).await.unwrap(), store::open(&url, Retention::default()).await.unwrap());
+    assert!(a.shared() && b.shared());
+    let held = a.lock("service:x", Duration::from_secs(1)).await.unwrap().expect("free");
+    let started = std::time::Instant::now();
+    assert!(b.lock("service:x", Duration::from_millis(300)).await.unwrap().is_none(), "held by the other");
+    assert!(started.elapsed() >= Duration::from_millis(250), "it waited");
+    assert!(b.lock("service:y", Duration::from_millis(300)).await.unwrap().is_some(), "another name is free");
+    drop(held);
+    let taken = crate::helpers::eventually(Duration::from_secs(5), || async {
+        b.lock("service:x", Duration::from_millis(100)).await.unwrap().is_some()
+    })
+    .await;
+    assert!(taken, "released when dropped");
+
+    use hookd::domain::{Job, JobId, JobState, Rollout};
+    let job = Job {
+        id: JobId::generate(),
+        receiver: ReceiverId::generate(),
+        project: ProjectName::parse("default").unwrap(),
+        execution: ExecutionId::generate(),
+        backend: "docker".into(),
+        state: JobState::Running,
+        rollout: Rollout { batch_size: 1, interval_seconds: 1, start_first: false },
+        steps: Vec::new(),
+        error: None,
+        created: now_millis(),
+        updated: now_millis(),
+        finished: None,
+    };
+    a.save_job(&job, None).await.unwrap();
+    let now = now_millis();
+    assert!(a.orphaned_jobs(now).await.unwrap().is_empty(), "a new job is its maker's to claim");
+    assert!(a.claim_job(job.id, "one", now + 60_000).await.unwrap());
+    assert!(!b.claim_job(job.id, "two", now + 60_000).await.unwrap(), "a live lease is exclusive");
+    assert!(a.claim_job(job.id, "one", now - 1).await.unwrap(), "its owner renews it (here: lets it lapse)");
+    let orphans = b.orphaned_jobs(now).await.unwrap();
+    assert_eq!(orphans.iter().map(|j| j.id).collect::<Vec<_>>(), vec![job.id], "a lapsed lease is an orphan");
+    assert!(b.claim_job(job.id, "two", now + 60_000).await.unwrap(), "and is taken over");
+    assert!(!a.claim_job(job.id, "one", now + 60_000).await.unwrap(), "its old owner has lost it");
+
+    assert!(a.claim_local_backend().await.unwrap());
+    assert!(a.claim_local_backend().await.unwrap(), "claiming again keeps it");
+    assert!(!b.claim_local_backend().await.unwrap(), "one store has the local backend");
+    a.close().await;
+    let freed =
+        crate::helpers::eventually(Duration::from_secs(5), || async { b.claim_local_backend().await.unwrap() }).await;
+    assert!(freed, "a closed store lets it go");
+}
