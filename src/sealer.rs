@@ -95,9 +95,7 @@ mod tests {
         assert!(!sealed.windows(8).any(|w| w == b"hmac key"), "not in the clear");
         let again = Sealer::load_or_create(&key).unwrap();
         assert_eq!(again.open(&sealed).as_deref(), Some(&b"hmac key"[..]), "the key file is reused");
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(&key).unwrap().permissions(),
-        );
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o600);
         let other = Sealer::load_or_create(&tempfile::tempdir().unwrap().path().join("k")).unwrap();
         assert_eq!(other.open(&sealed), None);

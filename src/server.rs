@@ -86,7 +86,8 @@ impl App {
             trigger_limits: crate::http::TriggerLimits::new(&config.limits),
             sealer,
         });
-        follow_changes(&state);
+        let has_local = config.backends.iter().any(|b| b.kind == crate::config::BackendKind::Local);
+        follow_changes(&state, has_local);
         let metrics_listener = match config.metrics_listen {
             Some(address) => Some(
                 TcpListener::bind(address)
@@ -134,8 +135,9 @@ impl App {
 }
 
 /// Keeps what this hookd caches (signing keys, projects) in step with what other hookd on
-/// the same store change: reloaded on each announced change, and every 30 s besides.
-fn follow_changes(state: &Arc<AppState>) {
+/// the same store change: reloaded on each announced change, and every 30 s besides. Every
+/// 30 s, the local backend's claim is renewed too (a restarted PostgreSQL drops it).
+fn follow_changes(state: &Arc<AppState>, has_local: bool) {
     let Some(mut changes) = state.store.changes() else { return };
     let state = Arc::downgrade(state);
     tokio::spawn(async move {
@@ -151,6 +153,11 @@ fn follow_changes(state: &Arc<AppState>) {
                 _ = every.tick() => (true, true),
             };
             let Some(state) = state.upgrade() else { return };
+            if has_local && keys && projects && !matches!(state.store.claim_local_backend().await, Ok(true)) {
+                tracing::error!(
+                    "could not hold the local backend's claim on the database: another hookd may run it too"
+                );
+            }
             if keys {
                 match state.store.signing_keys().await.map(|k| TriggerKeys::from_keys(&k)) {
                     Ok(Some(loaded)) => *state.keys.write().expect("not poisoned") = Arc::new(loaded),

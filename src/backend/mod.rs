@@ -197,11 +197,10 @@ impl Backends {
         by_project.retain(|name, _| self.configured.contains(name) || stored.iter().any(|s| &s.name == name));
         for stored in stored {
             match self.by_name(&stored.backend) {
-                _ if self.configured.contains(&stored.name) => {
-                    if warn {
-                        tracing::warn!(project = %stored.name, "a project made through the API is also in the config file; the config's wins");
-                    }
+                _ if self.configured.contains(&stored.name) && warn => {
+                    tracing::warn!(project = %stored.name, "a project made through the API is also in the config file; the config's wins");
                 }
+                _ if self.configured.contains(&stored.name) => {}
                 Some(backend) => {
                     by_project.insert(stored.name, backend.clone());
                 }

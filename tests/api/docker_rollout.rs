@@ -65,7 +65,7 @@ fn unique(prefix: &str) -> String {
 }
 
 /// Builds `tag` once per test run: the sleeper with `HOOKD_TEST_VERSION=version`.
-fn image(host: &str, tag: &'static str, version: u32) -> &'static str {
+pub fn image(host: &str, tag: &'static str, version: u32) -> &'static str {
     static BUILT: OnceLock<Mutex<Vec<&'static str>>> = OnceLock::new();
     let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
     if !built.contains(&tag) {

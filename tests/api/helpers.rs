@@ -132,6 +132,9 @@ fn config_toml(config: &Config) -> String {
             b.stop_grace_seconds,
             b.cgroups
         );
+        if let Some(endpoint) = &b.endpoint {
+            toml += &format!("endpoint = {}\n", quote(endpoint));
+        }
         for s in &b.services {
             let args: Vec<String> = s.args.iter().map(|a| quote(a)).collect();
             let env: Vec<String> = s.env.iter().map(|(k, v)| format!("{} = {}", quote(k), quote(v))).collect();

@@ -25,6 +25,7 @@ mod packaging;
 mod pg;
 mod rancher_compat;
 mod receivers;
+mod replicas;
 mod sender_verification;
 mod store_contract;
 mod trigger;

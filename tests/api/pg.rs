@@ -4,9 +4,6 @@
 
 use sqlx::{Connection, PgConnection};
 
-/// Why PostgreSQL tests are ignored in a bare `cargo test`.
-pub const NEEDS: &str = "needs PostgreSQL: ./scripts/test.sh starts one";
-
 pub fn admin_url() -> String {
     std::env::var("HOOKD_TEST_POSTGRES")
         .expect("HOOKD_TEST_POSTGRES names a PostgreSQL cluster (./scripts/postgres.sh start DIR prints one)")

@@ -539,8 +539,10 @@ async fn postgres_data_survives_reopening_and_a_second_store_sees_it() {
     let url = crate::pg::fresh_database().await;
     let r = receiver("default", "durable");
     let e = Execution { dedup_key: Some(key("n")), ..execution(r.id, 1) };
-    let (first, second) =
-        (store::open(&url, Retention::default()).await.unwrap(), store::open(&url, Retention::default()).await.unwrap());
+    let (first, second) = (
+        store::open(&url, Retention::default()).await.unwrap(),
+        store::open(&url, Retention::default()).await.unwrap(),
+    );
     first.insert_receiver(&r).await.unwrap();
     let updated = second.edit_receiver(r.id, Box::new(|r: &mut Receiver| r.token_generation = 7)).await.unwrap();
     let state = StateWrite::LocalScale { backend: "local".into(), service: "web".into(), scale: 4 };
@@ -562,8 +564,10 @@ async fn postgres_data_survives_reopening_and_a_second_store_sees_it() {
 async fn issue_15_locks_leases_and_the_local_claim_hold_across_stores() {
     use std::time::Duration;
     let url = crate::pg::fresh_database().await;
-    let (a, b) =
-        (store::open(&url, Retention::default()).await.unwrap(), store::open(&url, Retention::default()).await.unwrap());
+    let (a, b) = (
+        store::open(&url, Retention::default()).await.unwrap(),
+        store::open(&url, Retention::default()).await.unwrap(),
+    );
     assert!(a.shared() && b.shared());
     let held = a.lock("service:x", Duration::from_secs(1)).await.unwrap().expect("free");
     let started = std::time::Instant::now();

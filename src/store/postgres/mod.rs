@@ -392,9 +392,8 @@ impl Store for PgStore {
     }
 
     async fn running_jobs(&self) -> StoreResult<Vec<Job>> {
-        let rows = sqlx::query("SELECT id, body FROM jobs WHERE state = 'running' ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, body FROM jobs WHERE state = 'running' ORDER BY id").fetch_all(&self.pool).await?;
         writes::jobs_from_rows(rows)
     }
 

@@ -103,12 +103,11 @@ impl PgStore {
         let total = i64::from(limits.total);
         if total > 0 && self.usage.executions.load(Ordering::Relaxed) > total + (total / 100).max(1) {
             let excess = (self.usage.executions.load(Ordering::Relaxed) - total).min(CHUNK);
-            let deleted = sqlx::query(
-                "DELETE FROM executions WHERE seq IN (SELECT seq FROM executions ORDER BY seq LIMIT $1)",
-            )
-            .bind(excess)
-            .execute(&self.pool)
-            .await?;
+            let deleted =
+                sqlx::query("DELETE FROM executions WHERE seq IN (SELECT seq FROM executions ORDER BY seq LIMIT $1)")
+                    .bind(excess)
+                    .execute(&self.pool)
+                    .await?;
             self.usage.removed(deleted.rows_affected());
         }
         self.sweep_if_due().await
@@ -120,7 +119,11 @@ impl PgStore {
         let now = now_millis();
         let due = self.usage.next_sweep.load(Ordering::Relaxed);
         if now >= due
-            && self.usage.next_sweep.compare_exchange(due, now + AGE_SWEEP_MS, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && self
+                .usage
+                .next_sweep
+                .compare_exchange(due, now + AGE_SWEEP_MS, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
             self.sweep(now).await?;
         }

@@ -59,14 +59,13 @@ pub async fn insert_receiver(pool: &PgPool, r: &Receiver) -> StoreResult<()> {
 /// replica each build on the one before.
 pub async fn edit_receiver(pool: &PgPool, id: ReceiverId, edit: ReceiverEdit) -> StoreResult<Receiver> {
     let mut tx = pool.begin().await?;
-    let stored = sqlx::query_as::<_, ReceiverRow>(&format!(
-        "SELECT {RECEIVER_COLUMNS} FROM receivers WHERE id = $1 FOR UPDATE"
-    ))
-    .bind(id.to_string())
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(StoreError::NotFound)?
-    .into_domain()?;
+    let stored =
+        sqlx::query_as::<_, ReceiverRow>(&format!("SELECT {RECEIVER_COLUMNS} FROM receivers WHERE id = $1 FOR UPDATE"))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?
+            .into_domain()?;
     let mut r = stored.clone();
     edit(&mut r);
     let r = Receiver {
@@ -282,7 +281,9 @@ pub async fn delete_project(pool: &PgPool, name: &ProjectName) -> StoreResult<bo
         .fetch_one(&mut *tx)
         .await?;
     if receivers > 0 {
-        return Err(StoreError::Conflict(format!("project {name} still has {receivers} receiver(s); delete them first")));
+        return Err(StoreError::Conflict(format!(
+            "project {name} still has {receivers} receiver(s); delete them first"
+        )));
     }
     if !exists {
         return Ok(false);
