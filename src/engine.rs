@@ -55,6 +55,10 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("project {0} has no backend")]
     NoBackend(String),
+    /// The receiver was deleted or its URL regenerated while the trigger waited for its
+    /// service; nothing was done.
+    #[error("the receiver was revoked")]
+    Revoked,
     /// The service stayed locked (by an upgrade, or a queue of slow scales) past the wait; nothing was done.
     #[error("the service {0} is busy")]
     Busy(String),
@@ -188,7 +192,7 @@ impl Journal for TriggerJournal<'_> {
 
 impl Engine {
     /// `backend_concurrency`: calls in flight to one backend at most. `owner` names this
-    /// hookd in job leases (the same across its restarts).
+    /// hookd process in job leases.
     pub fn new(
         store: Arc<dyn Store>,
         backends: Arc<Backends>,
@@ -260,7 +264,8 @@ impl Engine {
         };
         let backend = self
             .backends
-            .for_project(&receiver.project)
+            .for_project_fresh(&receiver.project, self.store.as_ref())
+            .await?
             .ok_or_else(|| EngineError::NoBackend(receiver.project.to_string()))?;
         let service = ServiceKey::new(backend.name(), &config.service);
         draft.service = Some(service.clone());
@@ -274,6 +279,16 @@ impl Engine {
         let Some(_serialized) = self.locks.acquire(&service, SERVICE_WAIT).await? else {
             return Err(EngineError::Busy(config.service.to_string()));
         };
+        // Read again under the lock: a delete or regenerate that returned while this trigger
+        // waited (here or on another replica) must stop it.
+        match self.store.receiver(receiver.id).await? {
+            Some(now) if now.token_generation == receiver.token_generation => {
+                if !now.enabled {
+                    return self.settle(draft.skip(SkipReason::Disabled, "the receiver is disabled".into())).await;
+                }
+            }
+            _ => return Err(EngineError::Revoked),
+        }
 
         let now = now_millis();
         let history = History {

@@ -63,7 +63,8 @@ impl App {
             backends.clone(),
             metrics.clone(),
             config.limits.backend_concurrency,
-            data_dir.instance_id(),
+            // Unique per process: replicas on other hosts may have the same data directory path.
+            format!("{}-{}", data_dir.instance_id(), uuid::Uuid::now_v7().simple()),
         );
         let resumed = engine.resume_jobs().await?;
         if resumed > 0 {

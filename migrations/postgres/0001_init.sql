@@ -49,10 +49,13 @@ CREATE TABLE decisions (
 );
 CREATE INDEX decisions_by_age ON decisions (at);
 
+-- Appended to, never updated: concurrent changes never wait on one row. Rows older than the
+-- longest window are pruned.
 CREATE TABLE service_changes (
-    service TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
     at      BIGINT NOT NULL
 );
+CREATE INDEX service_changes_by_service ON service_changes (service, at);
 
 CREATE TABLE signing_keys (
     kid     TEXT PRIMARY KEY,

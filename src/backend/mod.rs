@@ -217,6 +217,22 @@ impl Backends {
         self.by_project.read().expect("not poisoned").get(project).cloned()
     }
 
+    /// Like [`Backends::for_project`]; with a shared store, a project not known here is
+    /// looked for in the store first (another hookd may have made it a moment ago).
+    pub async fn for_project_fresh(
+        &self,
+        project: &ProjectName,
+        store: &dyn Store,
+    ) -> crate::store::StoreResult<Option<Arc<dyn Backend>>> {
+        if let Some(backend) = self.for_project(project) {
+            return Ok(Some(backend));
+        }
+        if store.shared() {
+            self.bind_stored(store.projects().await?, false);
+        }
+        Ok(self.for_project(project))
+    }
+
     pub fn by_name(&self, name: &str) -> Option<&Arc<dyn Backend>> {
         self.all.iter().find(|b| b.name() == name)
     }

@@ -111,9 +111,10 @@ impl JobRunner {
                 loop {
                     tokio::time::sleep(ORPHAN_SCAN).await;
                     let Some(runner) = runner.upgrade() else { return };
-                    match runner.store.orphaned_jobs(now_millis()).await {
+                    match runner.store.orphaned_jobs().await {
                         Ok(jobs) => {
-                            for job in jobs {
+                            // Jobs on a backend this hookd lacks are left to one that has it.
+                            for job in jobs.into_iter().filter(|j| runner.backends.by_name(&j.backend).is_some()) {
                                 tracing::info!(job = %job.id, "taking over a job whose hookd stopped renewing it");
                                 runner.spawn(job);
                             }
@@ -126,13 +127,19 @@ impl JobRunner {
         Ok(n)
     }
 
-    /// Renews the job's lease until it is lost to another hookd (then returns).
+    /// Renews the job's lease; returns once it is lost to another hookd, or could not be
+    /// renewed for a whole lease (another hookd may have taken the job over meanwhile).
     async fn keep_lease(&self, id: JobId) {
+        let mut renewed = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(LEASE_MS as u64 / 3)).await;
-            match self.store.claim_job(id, &self.owner, now_millis() + LEASE_MS).await {
-                Ok(true) => {}
+            match self.store.claim_job(id, &self.owner, LEASE_MS).await {
+                Ok(true) => renewed = tokio::time::Instant::now(),
                 Ok(false) => return,
+                Err(e) if renewed.elapsed() >= Duration::from_millis(LEASE_MS as u64) => {
+                    tracing::warn!(job = %id, error = %e, "could not renew the job's lease for a whole lease; stopping here");
+                    return;
+                }
                 Err(e) => tracing::warn!(job = %id, error = %e, "could not renew the job's lease; retrying"),
             }
         }
@@ -160,12 +167,16 @@ impl JobRunner {
     /// Runs `job` here if this hookd can claim it and does not run it already.
     pub fn spawn(self: &Arc<Self>, job: Job) {
         let id = job.id;
+        // With replicas, a job on a backend this hookd lacks is left to one that has it.
+        if self.store.shared() && self.backends.by_name(&job.backend).is_none() {
+            return;
+        }
         if !self.running.lock().expect("running jobs").insert(id) {
             return;
         }
         let runner = self.clone();
         tokio::spawn(async move {
-            match runner.store.claim_job(id, &runner.owner, now_millis() + LEASE_MS).await {
+            match runner.store.claim_job(id, &runner.owner, LEASE_MS).await {
                 Ok(true) => {
                     tokio::select! {
                         () = runner.run(job) => {}

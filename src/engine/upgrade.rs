@@ -127,9 +127,9 @@ impl Engine {
         }
         let backend = self
             .backends
-            .for_project(&receiver.project)
-            .ok_or_else(|| EngineError::NoBackend(receiver.project.to_string()))?
-            .clone();
+            .for_project_fresh(&receiver.project, self.store.as_ref())
+            .await?
+            .ok_or_else(|| EngineError::NoBackend(receiver.project.to_string()))?;
         let key = draft.request.idempotency_key.unwrap_or_else(|| push_key(&pushes));
         draft.dedup_key = Some(key);
         // One decision at a time per receiver: two deliveries of one push must not both

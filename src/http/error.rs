@@ -119,6 +119,10 @@ impl From<EngineError> for ApiError {
                     5,
                 )
             }
+            EngineError::Revoked => ApiError::forbidden(
+                "receiver_revoked",
+                "Requested webhook has been revoked: its receiver was deleted or its URL regenerated",
+            ),
             EngineError::Busy(service) => ApiError::unavailable(
                 "service_busy",
                 format!("{service} is being changed by another action (a scale or an upgrade) for longer than a trigger waits; nothing was done, retry later"),

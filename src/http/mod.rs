@@ -92,7 +92,11 @@ impl AppState {
             return Err(ApiError::unavailable("busy", "another access change is taking long; retry", 1));
         };
         if self.store.shared() {
+            // Another hookd may have changed them a moment ago, before its notice arrived here.
             self.backends.bind_stored(self.store.projects().await?, false);
+            if let Some(keys) = TriggerKeys::from_keys(&self.store.signing_keys().await?) {
+                *self.keys.write().expect("not poisoned") = Arc::new(keys);
+            }
         }
         Ok(AccessGuard { _local: local, _shared: shared })
     }

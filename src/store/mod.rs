@@ -290,13 +290,14 @@ pub trait Store: Send + Sync + 'static {
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
         None
     }
-    /// Claims a running job for `owner` until `until` (or renews its lease): false while
-    /// another owner's lease on it is live, so exactly one hookd runs each job.
-    async fn claim_job(&self, _id: JobId, _owner: &str, _until: Millis) -> StoreResult<bool> {
+    /// Claims a running job for `owner` for `lease` ms (or renews its lease), timed by the
+    /// store's clock: false while another owner's lease on it is live, so exactly one hookd
+    /// runs each job.
+    async fn claim_job(&self, _id: JobId, _owner: &str, _lease: Millis) -> StoreResult<bool> {
         Ok(true)
     }
-    /// Running jobs whose owner's lease ran out before `now` (its hookd died).
-    async fn orphaned_jobs(&self, _now: Millis) -> StoreResult<Vec<Job>> {
+    /// Running jobs whose owner's lease ran out (its hookd died).
+    async fn orphaned_jobs(&self) -> StoreResult<Vec<Job>> {
         Ok(Vec::new())
     }
     /// Claims the local backend for this hookd for as long as it runs: false when another

@@ -156,7 +156,7 @@ async fn executions_contract(store: Arc<dyn Store>) {
         async move { store.record_execution(&e, None).await }
     }))
     .await;
-    assert!(writes.iter().all(Result::is_ok));
+    assert!(writes.iter().all(Result::is_ok), "{:?}", writes.iter().find(|w| w.is_err()));
     assert_eq!(store.count_executions(r.id).await.unwrap(), 505);
 }
 
@@ -564,10 +564,10 @@ async fn postgres_data_survives_reopening_and_a_second_store_sees_it() {
 async fn issue_15_locks_leases_and_the_local_claim_hold_across_stores() {
     use std::time::Duration;
     let url = crate::pg::fresh_database().await;
-    let (a, b) = (
-        store::open(&url, Retention::default()).await.unwrap(),
-        store::open(&url, Retention::default()).await.unwrap(),
-    );
+    // Opened at once: the migrations run once, under their lock.
+    let mut opened = join_all((0..4).map(|_| store::open(&url, Retention::default()))).await.into_iter();
+    let (a, b) = (opened.next().unwrap().unwrap(), opened.next().unwrap().unwrap());
+    assert!(opened.all(|s| s.is_ok()), "every store opened");
     assert!(a.shared() && b.shared());
     let held = a.lock("service:x", Duration::from_secs(1)).await.unwrap().expect("free");
     let started = std::time::Instant::now();
@@ -597,15 +597,14 @@ async fn issue_15_locks_leases_and_the_local_claim_hold_across_stores() {
         finished: None,
     };
     a.save_job(&job, None).await.unwrap();
-    let now = now_millis();
-    assert!(a.orphaned_jobs(now).await.unwrap().is_empty(), "a new job is its maker's to claim");
-    assert!(a.claim_job(job.id, "one", now + 60_000).await.unwrap());
-    assert!(!b.claim_job(job.id, "two", now + 60_000).await.unwrap(), "a live lease is exclusive");
-    assert!(a.claim_job(job.id, "one", now - 1).await.unwrap(), "its owner renews it (here: lets it lapse)");
-    let orphans = b.orphaned_jobs(now).await.unwrap();
+    assert!(a.orphaned_jobs().await.unwrap().is_empty(), "a new job is its maker's to claim");
+    assert!(a.claim_job(job.id, "one", 60_000).await.unwrap());
+    assert!(!b.claim_job(job.id, "two", 60_000).await.unwrap(), "a live lease is exclusive");
+    assert!(a.claim_job(job.id, "one", -1).await.unwrap(), "its owner renews it (here: lets it lapse)");
+    let orphans = b.orphaned_jobs().await.unwrap();
     assert_eq!(orphans.iter().map(|j| j.id).collect::<Vec<_>>(), vec![job.id], "a lapsed lease is an orphan");
-    assert!(b.claim_job(job.id, "two", now + 60_000).await.unwrap(), "and is taken over");
-    assert!(!a.claim_job(job.id, "one", now + 60_000).await.unwrap(), "its old owner has lost it");
+    assert!(b.claim_job(job.id, "two", 60_000).await.unwrap(), "and is taken over");
+    assert!(!a.claim_job(job.id, "one", 60_000).await.unwrap(), "its old owner has lost it");
 
     assert!(a.claim_local_backend().await.unwrap());
     assert!(a.claim_local_backend().await.unwrap(), "claiming again keeps it");

@@ -330,7 +330,15 @@ async fn row_menus_are_whole_and_visible_at_desktop_and_phone_sizes() {
                     const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
                     return [item.textContent, inside && (top === item || item.contains(top))];
                 });"#;
-            let items: Value = c.execute(script, vec![json!(name)]).await.unwrap();
+            // Looked at until drawn (a loaded machine lays the page out late), for 3 s at most.
+            let mut items: Value = Value::Null;
+            for _ in 0..30 {
+                items = c.execute(script, vec![json!(name)]).await.unwrap();
+                if items.as_array().is_some_and(|i| i.len() == 6 && i.iter().all(|i| i[1] == true)) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
             let items = items.as_array().unwrap();
             assert_eq!(items.len(), 6, "{items:?}");
             assert!(items.iter().all(|i| i[1] == true), "{width}x{height} {name}: {items:?}");

@@ -28,15 +28,22 @@ fn key(name: &str) -> i64 {
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
-/// A session advisory lock, held by its connection until dropped.
+/// A session advisory lock, held by its connection until dropped. Dropped before the lock
+/// was granted (the caller gave up mid-wait), the session is ended: the server could grant
+/// the lock after the client stopped listening.
 struct Held {
     conn: Option<PoolConnection<Postgres>>,
     key: i64,
+    granted: bool,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
         let Some(mut conn) = self.conn.take() else { return };
+        if !self.granted {
+            conn.close_on_drop();
+            return;
+        }
         let key = self.key;
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
@@ -56,46 +63,47 @@ impl Drop for Held {
 
 /// Takes the advisory lock of `name`, waiting up to `wait` (PostgreSQL's `lock_timeout`).
 pub async fn lock(pool: &PgPool, name: &str, wait: Duration) -> StoreResult<Option<StoreLock>> {
-    let mut conn = pool.acquire().await?;
-    let key = key(name);
+    let mut held = Held { conn: Some(pool.acquire().await?), key: key(name), granted: false };
     let timeout = format!("{}ms", wait.as_millis().max(1));
+    let conn = held.conn.as_mut().expect("just set");
     let taken = sqlx::query("SELECT set_config('lock_timeout', $1, false), pg_advisory_lock($2)")
         .bind(timeout)
-        .bind(key)
-        .execute(&mut *conn)
+        .bind(held.key)
+        .execute(&mut **conn)
         .await;
     match taken {
-        Ok(_) => Ok(Some(Box::new(Held { conn: Some(conn), key }))),
-        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => Ok(None),
-        Err(e) => {
-            // Whatever state the session is in, it must not keep a lock.
-            conn.close_on_drop();
-            Err(e.into())
+        Ok(_) => {
+            held.granted = true;
+            Ok(Some(Box::new(held)))
         }
+        // Not granted: dropping `held` ends the session, whatever state it is in.
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
-pub async fn claim_job(pool: &PgPool, id: JobId, owner: &str, until: Millis) -> StoreResult<bool> {
-    let claimed = sqlx::query(
-        "UPDATE jobs SET owner = $2, lease_until = $3 WHERE id = $1 AND state = 'running' \
-         AND (owner IS NULL OR owner = $2 OR lease_until < $4)",
-    )
+/// The database's clock in milliseconds: leases are timed by one clock, not each replica's.
+const NOW: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::BIGINT";
+
+pub async fn claim_job(pool: &PgPool, id: JobId, owner: &str, lease: Millis) -> StoreResult<bool> {
+    let claimed = sqlx::query(&format!(
+        "UPDATE jobs SET owner = $2, lease_until = {NOW} + $3 WHERE id = $1 AND state = 'running' \
+         AND (owner IS NULL OR owner = $2 OR lease_until < {NOW})"
+    ))
     .bind(&id.as_bytes()[..])
     .bind(owner)
-    .bind(until)
-    .bind(crate::domain::now_millis())
+    .bind(lease)
     .execute(pool)
     .await?;
     Ok(claimed.rows_affected() == 1)
 }
 
-pub async fn orphaned_jobs(pool: &PgPool, now: Millis) -> StoreResult<Vec<Job>> {
-    let rows = sqlx::query(
+pub async fn orphaned_jobs(pool: &PgPool) -> StoreResult<Vec<Job>> {
+    let rows = sqlx::query(&format!(
         "SELECT id, body FROM jobs WHERE state = 'running' \
-         AND (lease_until < $1 OR (lease_until IS NULL AND created < $2)) ORDER BY id",
-    )
-    .bind(now)
-    .bind(now - UNCLAIMED_FOR_MS)
+         AND (lease_until < {NOW} OR (lease_until IS NULL AND created < {NOW} - $1)) ORDER BY id"
+    ))
+    .bind(UNCLAIMED_FOR_MS)
     .fetch_all(pool)
     .await?;
     jobs_from_rows(rows)

@@ -36,12 +36,13 @@ use crate::{
 
 /// SQLSTATEs that mean "not now" rather than "never": connection exceptions (08), too
 /// many connections or out of resources (53), shutdown and restart (57P0x), a standby
-/// that takes no writes (25006), serialization and deadlock (40001, 40P01), I/O (58030).
+/// that takes no writes (25006), serialization and deadlock (40001, 40P01), I/O (58030), a
+/// lock or statement timeout (55P03, 57014).
 pub fn is_transient_code(code: &str) -> bool {
     code.starts_with("08")
         || code.starts_with("53")
         || code.starts_with("57P")
-        || matches!(code, "25006" | "40001" | "40P01" | "58030" | "55P03")
+        || matches!(code, "25006" | "40001" | "40P01" | "58030" | "55P03" | "57014")
 }
 
 /// Connections per pool: one for queries, one for held locks; a replica uses at most
@@ -82,6 +83,8 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| anyhow::anyhow!("the PostgreSQL URL does not parse: {}", redact(&e.to_string(), url)))?
             .application_name("hookd")
+            // A replica whose host vanished must not hold its locks for the kernel's two hours.
+            .options([("tcp_keepalives_idle", "10"), ("tcp_keepalives_interval", "5"), ("tcp_keepalives_count", "3")])
             .disable_statement_logging();
         let pool = pool_options().connect_with(options.clone()).await.map_err(|e| {
             anyhow::anyhow!("connecting to PostgreSQL at {}: {}", describe(&options), redact(&e.to_string(), url))
@@ -197,9 +200,9 @@ impl Store for PgStore {
     }
 
     async fn last_change(&self, service: &ServiceKey) -> StoreResult<Option<Millis>> {
-        Ok(sqlx::query_scalar("SELECT at FROM service_changes WHERE service = $1")
+        Ok(sqlx::query_scalar("SELECT MAX(at) FROM service_changes WHERE service = $1")
             .bind(service.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_one(&self.pool)
             .await?)
     }
 
@@ -409,12 +412,12 @@ impl Store for PgStore {
         Some(self.changes.subscribe())
     }
 
-    async fn claim_job(&self, id: JobId, owner: &str, until: Millis) -> StoreResult<bool> {
-        coordination::claim_job(&self.pool, id, owner, until).await
+    async fn claim_job(&self, id: JobId, owner: &str, lease: Millis) -> StoreResult<bool> {
+        coordination::claim_job(&self.pool, id, owner, lease).await
     }
 
-    async fn orphaned_jobs(&self, now: Millis) -> StoreResult<Vec<Job>> {
-        coordination::orphaned_jobs(&self.pool, now).await
+    async fn orphaned_jobs(&self) -> StoreResult<Vec<Job>> {
+        coordination::orphaned_jobs(&self.pool).await
     }
 
     async fn claim_local_backend(&self) -> StoreResult<bool> {

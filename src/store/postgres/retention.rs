@@ -148,6 +148,15 @@ impl PgStore {
                 full |= n == CHUNK as u64;
             }
         }
+        let changes = sqlx::query(
+            "DELETE FROM service_changes WHERE ctid IN (SELECT ctid FROM service_changes WHERE at < $1 LIMIT $2)",
+        )
+        .bind(now - DECISIONS_KEPT_MS)
+        .bind(CHUNK)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        full |= changes == CHUNK as u64;
         let n = sqlx::query(
             "DELETE FROM decisions WHERE (receiver, key) IN \
              (SELECT receiver, key FROM decisions WHERE at < $1 ORDER BY at LIMIT $2)",

@@ -175,14 +175,11 @@ async fn record(tx: &mut Transaction<'_, Postgres>, e: &Execution) -> StoreResul
     .fetch_one(&mut **tx)
     .await?;
     if let (Some(service), Outcome::Scaled, true) = (&e.service, e.outcome, e.is_decision()) {
-        sqlx::query(
-            "INSERT INTO service_changes (service, at) VALUES ($1, $2) \
-             ON CONFLICT (service) DO UPDATE SET at = GREATEST(service_changes.at, excluded.at)",
-        )
-        .bind(service.as_str())
-        .bind(e.at)
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query("INSERT INTO service_changes (service, at) VALUES ($1, $2)")
+            .bind(service.as_str())
+            .bind(e.at)
+            .execute(&mut **tx)
+            .await?;
     }
     if let Some(key) = &e.dedup_key {
         let (receiver, key, id) = (&e.receiver.as_bytes()[..], &key.as_bytes()[..], &e.id.as_bytes()[..]);
