@@ -80,7 +80,11 @@ async fn hammer(app: &TestApp, urls: &[String], acked: &Mutex<Acked>, rounds: us
 async fn issue_9_a_full_disk_never_gets_a_2xx_and_the_store_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let _tmpfs = Tmpfs::mount(&dir.path().join("data"), "3m");
-    let mut app = spawn_process_in(dir, |c| c.backends[0].services[0].scale = 3).await;
+    let mut app = spawn_process_in(dir, |c| {
+        c.database_url = None; // SQLite on the full disk, on every run
+        c.backends[0].services[0].scale = 3;
+    })
+    .await;
     let mut urls = Vec::new();
     for (name, action) in [("up", "up"), ("down", "down")] {
         let r = app.web_receiver(name, action, json!({"cooldownDownSeconds": 0})).await;

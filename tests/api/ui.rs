@@ -315,6 +315,7 @@ async fn row_menus_are_whole_and_visible_at_desktop_and_phone_sizes() {
     assert_eq!(nav_shown, json!("none"), "the sign-in page hides the navigation");
     set(c, "#f-token", &app.token).await;
     css(c, "form[data-test=sign-in] button").await.click().await.unwrap();
+    css(c, "tr[data-name='first']").await; // signed in: navigating sooner races the session cookie
     for (width, height) in [(1280, 860), (390, 844)] {
         c.set_window_size(width, height).await.unwrap();
         c.goto(&format!("{}/ui/#/receivers", app.base)).await.unwrap();
@@ -414,6 +415,7 @@ async fn the_row_menu_works_from_the_keyboard() {
     c.goto(&format!("{}/", app.base)).await.unwrap();
     set(c, "#f-token", &app.token).await;
     css(c, "form[data-test=sign-in] button").await.click().await.unwrap();
+    css(c, "tr[data-name='keys']").await; // signed in: navigating sooner races the session cookie
     c.goto(&format!("{}/ui/#/receivers", app.base)).await.unwrap();
     css(c, "tr[data-name='keys'] details.menu summary").await;
     c.execute("document.querySelector(\"tr[data-name='keys'] details.menu summary\").focus()", vec![]).await.unwrap();
