@@ -140,6 +140,7 @@ def scenario(work, host, name, replicas, admin=None):
 
 def main():
     work = tempfile.mkdtemp(prefix="hookd-bench-replicas-")
+    os.chmod(work, 0o755)  # the cluster inside runs as the postgres user
     docker_dir, pg_dir = os.path.join(work, "docker"), os.path.join(work, "pg")
     os.makedirs(docker_dir)
     try:

@@ -27,6 +27,7 @@ case "$cmd" in
     fi
     mkdir -p "$dir"
     chown postgres "$dir"
+    as_pg test -x "$dir" || { echo "postgres.sh: the postgres user cannot reach $dir (a parent is private)" >&2; exit 1; }
     if [ ! -f "$dir/data/PG_VERSION" ]; then
       as_pg "$bin/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
