@@ -37,6 +37,26 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Debian's kubectl (kubernetes-client), unpacked rather than installed: another package may
+# own /usr/bin/kubectl. The kubectl test runs every kubectl in HOOKD_TEST_KUBECTL against the
+# test Kubernetes API server.
+kubectl_dir=target/kubernetes-client
+if [ ! -x "$kubectl_dir/usr/bin/kubectl" ]; then
+  log "fetching Debian's kubernetes-client"
+  rm -rf "$kubectl_dir" && mkdir -p "$kubectl_dir"
+  if ! (cd "$kubectl_dir" && apt-get download kubernetes-client 2>/dev/null); then
+    apt-get update -qq
+    (cd "$kubectl_dir" && apt-get download kubernetes-client)
+  fi
+  dpkg -x "$kubectl_dir"/kubernetes-client_*.deb "$kubectl_dir"
+fi
+HOOKD_TEST_KUBECTL="$PWD/$kubectl_dir/usr/bin/kubectl"
+# The machine's own kubectl as well, when it has a working one: a newer client of the protocol.
+if command -v kubectl >/dev/null 2>&1 && kubectl version --client >/dev/null 2>&1; then
+  HOOKD_TEST_KUBECTL+=":$(command -v kubectl)"
+fi
+export HOOKD_TEST_KUBECTL
+
 # The .deb test packages hookd with cargo-deb (from crates.io).
 if ! command -v cargo-deb >/dev/null 2>&1; then
   log "installing cargo-deb"

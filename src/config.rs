@@ -168,6 +168,37 @@ pub struct BackendConfig {
     pub keeper_binary: Option<PathBuf>,
     #[serde(default, rename = "service")]
     pub services: Vec<LocalServiceConfig>,
+    /// For `kubernetes`: a kubeconfig file; when unset, in-cluster config, then `KUBECONFIG`
+    /// or `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+    /// For `kubernetes`: the kubeconfig context; when unset, its current context.
+    pub context: Option<String>,
+    /// For `kubernetes`: the namespace of projects that name none; when unset, the
+    /// context's (or the pod's own, in a cluster), else `default`.
+    pub namespace: Option<String>,
+    /// For `kubernetes`: a project that names no namespace works in the namespace of its
+    /// own name (one namespace per team), not in `namespace`.
+    #[serde(default)]
+    pub namespace_per_project: bool,
+}
+
+impl BackendConfig {
+    /// A backend with every option at its default.
+    pub fn new(name: &str, kind: BackendKind) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            endpoint: None,
+            stop_grace_seconds: default_stop_grace_seconds(),
+            cgroups: true,
+            keeper_binary: None,
+            services: Vec::new(),
+            kubeconfig: None,
+            context: None,
+            namespace: None,
+            namespace_per_project: false,
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -179,6 +210,7 @@ fn default_true() -> bool {
 pub enum BackendKind {
     Local,
     Docker,
+    Kubernetes,
 }
 
 /// A process group supervised by the `local` backend.
@@ -206,6 +238,8 @@ pub struct LocalServiceConfig {
 pub struct ProjectConfig {
     pub name: String,
     pub backend: String,
+    /// For a `kubernetes` backend: the namespace this project's services are in.
+    pub namespace: Option<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -321,18 +355,14 @@ impl Config {
     /// Fills in the embedded defaults and checks cross-references, failing fast at start.
     pub fn finish(&mut self) -> anyhow::Result<()> {
         if self.backends.is_empty() {
-            self.backends.push(BackendConfig {
-                name: "local".into(),
-                kind: BackendKind::Local,
-                endpoint: None,
-                stop_grace_seconds: default_stop_grace_seconds(),
-                cgroups: true,
-                keeper_binary: None,
-                services: Vec::new(),
-            });
+            self.backends.push(BackendConfig::new("local", BackendKind::Local));
         }
         if self.projects.is_empty() {
-            self.projects.push(ProjectConfig { name: "default".into(), backend: self.backends[0].name.clone() });
+            self.projects.push(ProjectConfig {
+                name: "default".into(),
+                backend: self.backends[0].name.clone(),
+                namespace: None,
+            });
         }
         if let Some(url) = &mut self.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -356,10 +386,23 @@ impl Config {
                 BackendKind::Local if backend.endpoint.is_some() => {
                     bail!("backend {:?}: `endpoint` is for docker backends; local services are declared with [[backend.service]]", backend.name)
                 }
-                BackendKind::Docker if !backend.services.is_empty() => {
-                    bail!("backend {:?}: a docker backend finds its services on the engine; [[backend.service]] is for local backends", backend.name)
+                BackendKind::Docker | BackendKind::Kubernetes if !backend.services.is_empty() => {
+                    bail!("backend {:?}: a {} backend finds its services itself; [[backend.service]] is for local backends", backend.name, backend.kind.as_str())
+                }
+                BackendKind::Kubernetes if backend.endpoint.is_some() => {
+                    bail!("backend {:?}: a kubernetes backend finds its API server in `kubeconfig` (or in the cluster), not in `endpoint`", backend.name)
                 }
                 _ => {}
+            }
+            let kube_options = backend.kubeconfig.is_some()
+                || backend.context.is_some()
+                || backend.namespace.is_some()
+                || backend.namespace_per_project;
+            if backend.kind != BackendKind::Kubernetes && kube_options {
+                bail!("backend {:?}: `kubeconfig`, `context`, `namespace` and `namespace_per_project` are for kubernetes backends", backend.name);
+            }
+            if let Some(namespace) = &backend.namespace {
+                check_namespace(namespace).with_context(|| format!("backend {:?}", backend.name))?;
             }
             let mut service_names = std::collections::HashSet::new();
             for service in &backend.services {
@@ -382,8 +425,14 @@ impl Config {
             if !project_names.insert(project.name.as_str()) {
                 bail!("project {:?} is declared twice", project.name);
             }
-            if !backend_names.contains(project.backend.as_str()) {
+            let Some(backend) = self.backends.iter().find(|b| b.name == project.backend) else {
                 bail!("project {:?} names backend {:?}, which is not declared", project.name, project.backend);
+            };
+            if let Some(namespace) = &project.namespace {
+                if backend.kind != BackendKind::Kubernetes {
+                    bail!("project {:?}: `namespace` is for projects on a kubernetes backend", project.name);
+                }
+                check_namespace(namespace).with_context(|| format!("project {:?}", project.name))?;
             }
         }
         Ok(())
@@ -399,6 +448,29 @@ impl Config {
     pub fn sealing_key_file(&self) -> PathBuf {
         self.sealing_key_file.clone().unwrap_or_else(|| self.data_dir.join("sealing.key"))
     }
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Local => "local",
+            BackendKind::Docker => "docker",
+            BackendKind::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+/// A Kubernetes namespace name: a DNS-1123 label.
+pub fn check_namespace(namespace: &str) -> anyhow::Result<()> {
+    let bytes = namespace.as_bytes();
+    let ok = (1..=63).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-';
+    if !ok {
+        bail!("{namespace:?} is not a Kubernetes namespace name (1 to 63 of a-z, 0-9 and '-', starting and ending with a letter or digit)");
+    }
+    Ok(())
 }
 
 /// A numeric setting an environment variable can set.

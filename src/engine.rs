@@ -267,7 +267,7 @@ impl Engine {
             .for_project_fresh(&receiver.project, self.store.as_ref())
             .await?
             .ok_or_else(|| EngineError::NoBackend(receiver.project.to_string()))?;
-        let service = ServiceKey::new(backend.name(), &config.service);
+        let service = backend.service_key(&config.service);
         draft.service = Some(service.clone());
         let (direction, dedup) = match config.intent(notification, draft.request.idempotency_key) {
             Intent::Skip { reason, detail } => return self.settle(draft.skip(reason, detail)).await,

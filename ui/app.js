@@ -240,6 +240,7 @@ async function formPage(id, cloneId) {
   const onResolved = h("select", { id: "f-onResolved", name: "onResolved" },
     h("option", { value: "ignore", text: "Ignore (recommended)", selected: c.onResolved === "ignore" }),
     h("option", { value: "reverse", text: "Reverse one step", selected: c.onResolved === "reverse" }));
+  const allowAutoscaler = h("input", { type: "checkbox", id: "f-allowAutoscaler", name: "allowAutoscaler", checked: Boolean(c.allowAutoscaler) });
   const form = h("form", { class: "grid", novalidate: true, "data-test": "receiver-form" },
     field("name", "Name", name),
     field("driver", "Kind", kind),
@@ -252,6 +253,7 @@ async function formPage(id, cloneId) {
     field("cooldownDownSeconds", "Cooldown down (s)", numberInput("cooldownDownSeconds", c.cooldownDownSeconds, 0, "alerts 300, POSTs none")),
     field("onResolved", "On resolved alerts", onResolved),
     field("dedupSeconds", "Duplicate window (s)", numberInput("dedupSeconds", c.dedupSeconds), "A notification already acted on within it is skipped"),
+    field("allowAutoscaler", "Alongside an autoscaler", allowAutoscaler, "Scale even though an autoscaler (a Kubernetes HPA) scales this service too"),
     h("div", { class: "actions field wide" },
       h("button", { type: "submit", class: "btn", "data-test": "save", text: editing ? "Save" : "Create" }),
       h("a", { class: "btn secondary", href: editing ? `#/receivers/${id}` : "#/receivers", text: "Cancel" })));
@@ -270,6 +272,7 @@ async function formPage(id, cloneId) {
         serviceId: value("serviceId") || undefined, action: form.querySelector("input[name=action]:checked")?.value,
         amount: int("amount"), min: int("min"), max: int("max"), cooldownUpSeconds: int("cooldownUpSeconds"),
         cooldownDownSeconds: int("cooldownDownSeconds"), dedupSeconds: int("dedupSeconds"), onResolved: value("onResolved"),
+        allowAutoscaler: form.elements.allowAutoscaler.checked,
       },
     };
     try {
@@ -337,6 +340,7 @@ function configRows(r) {
       row("Cooldowns", `up ${cooldownText(c.cooldownUpSeconds, 0)}, down ${cooldownText(c.cooldownDownSeconds, 300)}`),
       row("On resolved", c.onResolved),
       row("Duplicate window", `${c.dedupSeconds} s`));
+    if (c.allowAutoscaler) rows.push(row("Autoscaler", "scales it alongside an autoscaler"));
   }
   return rows.flat();
 }

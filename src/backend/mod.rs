@@ -4,6 +4,7 @@
 //! Backends never see HTTP types or receivers.
 
 pub mod docker;
+pub mod kubernetes;
 pub mod local;
 
 use std::{collections::BTreeMap, collections::HashMap, sync::Arc};
@@ -13,7 +14,7 @@ use async_trait::async_trait;
 use crate::{
     config::{BackendKind, Config},
     datadir::DataDirLock,
-    domain::{ProjectName, ServiceId},
+    domain::{ProjectName, ServiceId, ServiceKey},
     store::{StateWrite, Store},
 };
 
@@ -21,13 +22,17 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceInfo {
     pub id: ServiceId,
-    /// What kind of workload: `process` (local), `swarm`, `swarm-global`, `compose`.
+    /// What kind of workload: `process` (local), `swarm`, `swarm-global`, `compose`,
+    /// `deployment`, `statefulset`.
     pub kind: &'static str,
     /// Desired scale: what the orchestrator is asked to run.
     pub desired: u32,
     /// Replicas actually running now.
     pub running: u32,
     pub image: String,
+    /// The images of a workload's other containers (Kubernetes sidecars), which an
+    /// upgrade may target too.
+    pub other_images: Vec<String>,
     pub labels: BTreeMap<String, String>,
     /// The last problem seen running it (a failed start, a crash), for people.
     pub last_error: Option<String>,
@@ -102,6 +107,26 @@ pub trait Backend: Send + Sync + 'static {
     async fn check_scalable(&self, id: &ServiceId) -> Result<(), BackendError> {
         self.service(id).await.map(|_| ())
     }
+    /// The one spelling of a service id that names it (`web` → `deployment/web`), so that
+    /// receivers naming one service differently share its lock, cooldown and history.
+    fn canonical(&self, id: &ServiceId) -> ServiceId {
+        id.clone()
+    }
+    /// What per-service rules (lock, cooldown, history) key on: one key per workload.
+    fn service_key(&self, id: &ServiceId) -> ServiceKey {
+        ServiceKey::new(self.name(), id)
+    }
+    /// Another controller that sets this service's scale (a Kubernetes HPA), by name.
+    async fn autoscaled_by(&self, id: &ServiceId) -> Result<Option<String>, BackendError> {
+        let _ = id;
+        Ok(None)
+    }
+    /// This backend as one project sees it: a Kubernetes backend in the project's
+    /// namespace (`namespace`, or its default). `None`: the same for every project.
+    fn scoped(&self, project: &ProjectName, namespace: Option<&str>) -> Result<Option<Arc<dyn Backend>>, String> {
+        let _ = (project, namespace);
+        Ok(None)
+    }
     async fn read_scale(&self, id: &ServiceId) -> Result<ScaleState, BackendError>;
     /// Sets the desired scale if it is still at `expected`; `Conflict` otherwise. Calls
     /// `journal.commit` exactly once before the change takes effect (see [`Journal`]).
@@ -133,6 +158,15 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// Stops whatever the backend runs in-process (the local supervisor's children).
     async fn shutdown(&self);
+}
+
+/// `backend` as `project` sees it (see [`Backend::scoped`]).
+fn scope(
+    backend: &Arc<dyn Backend>,
+    project: &ProjectName,
+    namespace: Option<&str>,
+) -> Result<Arc<dyn Backend>, String> {
+    Ok(backend.scoped(project, namespace)?.unwrap_or_else(|| backend.clone()))
 }
 
 /// Every configured backend, and which one each project is bound to.
@@ -175,6 +209,7 @@ impl Backends {
                     Arc::new(local::LocalBackend::start(b, store.clone(), &instance, cgroups.as_deref()).await?)
                 }
                 BackendKind::Docker => Arc::new(docker::DockerBackend::start(b).await?),
+                BackendKind::Kubernetes => Arc::new(kubernetes::KubernetesBackend::start(b).await?),
             };
             by_name.insert(&b.name, backend.clone());
             all.push(backend);
@@ -182,7 +217,12 @@ impl Backends {
         let by_project: HashMap<ProjectName, Arc<dyn Backend>> = config
             .projects
             .iter()
-            .map(|p| Ok((ProjectName::parse(&p.name)?, by_name[p.backend.as_str()].clone())))
+            .map(|p| {
+                let name = ProjectName::parse(&p.name)?;
+                let backend = scope(&by_name[p.backend.as_str()], &name, p.namespace.as_deref())
+                    .map_err(|e| anyhow::anyhow!("project {:?}: {e}", p.name))?;
+                Ok((name, backend))
+            })
             .collect::<anyhow::Result<_>>()?;
         let configured = by_project.keys().cloned().collect();
         let backends = Self { all, by_project: std::sync::RwLock::new(by_project), configured, cgroups };
@@ -201,9 +241,15 @@ impl Backends {
                     tracing::warn!(project = %stored.name, "a project made through the API is also in the config file; the config's wins");
                 }
                 _ if self.configured.contains(&stored.name) => {}
-                Some(backend) => {
-                    by_project.insert(stored.name, backend.clone());
-                }
+                Some(backend) => match scope(backend, &stored.name, None) {
+                    Ok(backend) => {
+                        by_project.insert(stored.name, backend);
+                    }
+                    Err(e) if warn => {
+                        tracing::warn!(project = %stored.name, error = %e, "a project cannot use its backend")
+                    }
+                    Err(_) => {}
+                },
                 None if warn => tracing::warn!(
                     project = %stored.name, backend = %stored.backend,
                     "a project's backend is not in the config file; its receivers are refused until it is back"
@@ -252,6 +298,11 @@ impl Backends {
     /// Binds a project made through the API (already stored) to its backend.
     pub fn add_project(&self, project: ProjectName, backend: Arc<dyn Backend>) {
         self.by_project.write().expect("not poisoned").insert(project, backend);
+    }
+
+    /// The backend named `backend` as `project` would use it; why not, for people.
+    pub fn scoped(&self, backend: &str, project: &ProjectName) -> Option<Result<Arc<dyn Backend>, String>> {
+        self.by_name(backend).map(|b| scope(b, project, None))
     }
 
     /// Unbinds a project deleted through the API.

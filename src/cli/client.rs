@@ -110,6 +110,9 @@ pub struct ReceiverFields {
     /// Seconds in which the same notification is a duplicate.
     #[arg(long)]
     dedup_seconds: Option<u32>,
+    /// Scale even though an autoscaler (a Kubernetes HPA) sets the service's scale.
+    #[arg(long)]
+    allow_autoscaler: Option<bool>,
     /// Enable (true) or disable (false) the receiver.
     #[arg(long)]
     enabled: Option<bool>,
@@ -164,6 +167,7 @@ impl ReceiverFields {
             ("cooldownUpSeconds", self.cooldown_up.map(|v| json!(v))),
             ("cooldownDownSeconds", self.cooldown_down.map(|v| json!(v))),
             ("dedupSeconds", self.dedup_seconds.map(|v| json!(v))),
+            ("allowAutoscaler", self.allow_autoscaler.map(|v| json!(v))),
         ];
         if scale.iter().any(|(_, v)| v.is_some()) {
             object.entry("driver").or_insert(json!("scaleService"));

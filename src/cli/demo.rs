@@ -51,6 +51,7 @@ fn demo_config(args: &DemoArgs, data_dir: PathBuf) -> anyhow::Result<Config> {
                 scale: 1,
                 workdir: None,
             }],
+            ..BackendConfig::new("local", BackendKind::Local)
         }],
         ..Config::default()
     };

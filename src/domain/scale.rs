@@ -128,6 +128,8 @@ pub struct ScaleOptions {
     /// Alertmanager's retries and `group_interval` re-sends; a still-firing alert repeated
     /// after it steps again.
     pub dedup: u32,
+    /// Scale even though another controller (a Kubernetes HPA) sets the same scale.
+    pub allow_autoscaler: bool,
 }
 
 impl Default for ScaleOptions {
@@ -138,6 +140,7 @@ impl Default for ScaleOptions {
             cooldown_up: None,
             cooldown_down: None,
             dedup: 600,
+            allow_autoscaler: false,
         }
     }
 }

@@ -208,6 +208,30 @@ impl ServiceUpgradeConfig {
 
     /// The image `service_image` (what the service runs) becomes on a push of `pushed:tag`
     /// with `digest`, or why it does not.
+    /// [`Self::target`] for a service running several images (a workload's containers): the
+    /// image running the pushed repository is the one upgraded. Returns the new image and the
+    /// one it replaces; otherwise the first image's mismatch, or the matching one's.
+    pub fn target_any<'a>(
+        &self,
+        labels: &BTreeMap<String, String>,
+        images: impl IntoIterator<Item = &'a str>,
+        pushed: &ImageRef,
+        tag: &str,
+        digest: Option<&str>,
+    ) -> Result<(String, &'a str), Mismatch> {
+        let mut first_miss = None;
+        for current in images {
+            match self.target(labels, current, pushed, tag, digest) {
+                Ok(image) => return Ok((image, current)),
+                Err(Mismatch::Repository(why)) => {
+                    first_miss.get_or_insert(Mismatch::Repository(why));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(first_miss.unwrap_or_else(|| Mismatch::Repository("the service runs no image".into())))
+    }
+
     pub fn target(
         &self,
         labels: &BTreeMap<String, String>,

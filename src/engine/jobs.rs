@@ -23,7 +23,7 @@ use crate::{
     backend::{BackendError, Backends, RolloutObserver, RolloutPlan, RolloutProgress},
     domain::{
         image::ImageRef, now_millis, upgrade::Mismatch, DriverConfig, Job, JobId, JobState, Millis, ReceiverId,
-        ServiceKey, StepState,
+        StepState,
     },
     store::{Store, StoreError},
 };
@@ -156,8 +156,9 @@ impl JobRunner {
             return Err(stale());
         };
         let tag = pushed.tag.clone().unwrap_or_default();
-        match config.target(&now.labels, &now.image, &pushed, &tag, pushed.digest.as_deref()) {
-            Ok(image) => Ok(image),
+        let images = std::iter::once(&now.image).chain(&now.other_images).map(String::as_str);
+        match config.target_any(&now.labels, images, &pushed, &tag, pushed.digest.as_deref()) {
+            Ok((image, _)) => Ok(image),
             Err(Mismatch::Current) => Err(format!("{}: already the pushed image", stale())),
             Err(Mismatch::Tag(why) | Mismatch::Repository(why)) => Err(format!("{}: {why}", stale())),
             Err(Mismatch::Selector) => Err(format!("{}: it no longer carries the selector's labels", stale())),
@@ -194,7 +195,9 @@ impl JobRunner {
 
     async fn run(&self, job: Job) {
         let id = job.id;
-        let Some(backend) = self.backends.by_name(&job.backend).cloned() else {
+        // The project's view of the backend (a Kubernetes project's namespace), else the backend.
+        let scoped = self.backends.for_project(&job.project).filter(|b| b.name() == job.backend);
+        let Some(backend) = scoped.or_else(|| self.backends.by_name(&job.backend).cloned()) else {
             let mut job = job;
             job.fail(format!("the backend {} is no longer configured", job.backend), now_millis());
             save(self.store.as_ref(), &job).await;
@@ -217,7 +220,7 @@ impl JobRunner {
                 }
                 (step.service.clone(), step.image.clone(), step.from.clone(), step.state == StepState::Pending)
             };
-            let key = ServiceKey::new(backend.name(), &service);
+            let key = backend.service_key(&service);
             let _serialized = loop {
                 match self.locks.acquire(&key, LOCK_WAIT).await {
                     Ok(Some(guard)) => break guard,
@@ -232,19 +235,21 @@ impl JobRunner {
             // changed it since (a later push rolled first), decide again, or a semver
             // receiver could roll backwards.
             let image = match (fresh, backend.service(&service).await) {
-                (true, Ok(now)) if now.image != from => match self.decide_again(receiver, &now, &image).await {
-                    Ok(image) => image,
-                    Err(why) => {
-                        let mut job = running.job.lock().await;
-                        let step = &mut job.steps[index];
-                        step.state = StepState::Skipped;
-                        step.error = Some(why);
-                        step.finished = Some(now_millis());
-                        drop(job);
-                        running.save().await;
-                        continue;
+                (true, Ok(now)) if now.image != from && !now.other_images.contains(&from) => {
+                    match self.decide_again(receiver, &now, &image).await {
+                        Ok(image) => image,
+                        Err(why) => {
+                            let mut job = running.job.lock().await;
+                            let step = &mut job.steps[index];
+                            step.state = StepState::Skipped;
+                            step.error = Some(why);
+                            step.finished = Some(now_millis());
+                            drop(job);
+                            running.save().await;
+                            continue;
+                        }
                     }
-                },
+                }
                 _ => image,
             };
             running.job.lock().await.steps[index].image = image.clone();

@@ -33,11 +33,12 @@ fn plan(config: &ServiceUpgradeConfig, services: &[ServiceInfo], pushes: &[Push]
         let mut first_miss = None;
         for push in pushes {
             let Some(pushed) = push.image() else { continue };
-            match config.target(&service.labels, &service.image, &pushed, &push.tag, push.digest.as_deref()) {
-                Ok(image) => {
+            let images = std::iter::once(&service.image).chain(&service.other_images).map(String::as_str);
+            match config.target_any(&service.labels, images, &pushed, &push.tag, push.digest.as_deref()) {
+                Ok((image, from)) => {
                     steps.push(JobStep {
                         service: service.id.clone(),
-                        from: service.image.clone(),
+                        from: from.to_owned(),
                         image,
                         state: StepState::Pending,
                         updated: 0,

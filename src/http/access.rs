@@ -281,14 +281,18 @@ pub async fn create_project(
         return Err(owners_of_all_only("create projects"));
     }
     let name = ProjectName::parse(&body.name)?;
-    let backend = state.backends.by_name(&body.backend).cloned().ok_or_else(|| {
-        let known: Vec<&str> = state.backends.all().iter().map(|b| b.name()).collect();
-        ApiError::bad_request(
-            "unknown_backend",
-            format!("there is no backend {:?}; the config file has: {}", body.backend, known.join(", ")),
-        )
-        .with_field("backend")
-    })?;
+    let backend = state
+        .backends
+        .scoped(&body.backend, &name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = state.backends.all().iter().map(|b| b.name()).collect();
+            ApiError::bad_request(
+                "unknown_backend",
+                format!("there is no backend {:?}; the config file has: {}", body.backend, known.join(", ")),
+            )
+            .with_field("backend")
+        })?
+        .map_err(|why| ApiError::bad_request("backend_refuses_project", why).with_field("name"))?;
     let taken = || ApiError::new(StatusCode::CONFLICT, "project_exists", format!("there is already a project {name}"));
     let one = state.access_lock().await?;
     if state.backends.for_project(&name).is_some() {

@@ -111,8 +111,24 @@ async fn driver_config(backend: &dyn Backend, driver: Driver, body: &mut Receive
                         .with_field("scaleServiceConfig")
                 })?
                 .into_domain()?;
+            let mut config = config;
+            config.service = backend.canonical(&config.service);
             if let Err(e) = backend.check_scalable(&config.service).await {
                 return Err(with_known_services(backend, e).await);
+            }
+            if !config.options.allow_autoscaler {
+                if let Some(autoscaler) = backend.autoscaled_by(&config.service).await? {
+                    return Err(ApiError::bad_request(
+                        "service_autoscaled",
+                        format!(
+                            "{autoscaler} already sets the scale of {}; two controllers would undo each other's \
+                             changes. Scale it through the autoscaler, or set scaleServiceConfig.allowAutoscaler \
+                             to true to scale it anyway",
+                            config.service
+                        ),
+                    )
+                    .with_field("scaleServiceConfig.serviceId"));
+                }
             }
             Ok(DriverConfig::ScaleService(config))
         }

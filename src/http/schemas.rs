@@ -97,6 +97,8 @@ fn schemas(base: &str) -> Vec<Value> {
                 "dedupSeconds": { "type": "int", "default": defaults.dedup, "min": 0, "max": MAX_WINDOW_SECONDS,
                                   "create": true, "update": true,
                                   "description": "A notification already acted on within this window is skipped as a duplicate" },
+                "allowAutoscaler": { "type": "boolean", "default": false, "create": true, "update": true,
+                                     "description": "Scale even though an autoscaler (a Kubernetes HPA) sets the same service's scale; refused at creation otherwise" },
             }),
         ),
         // Rancher's other drivers, with Rancher's fields and defaults, for its UI.

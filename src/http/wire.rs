@@ -72,6 +72,7 @@ pub struct ScaleServiceConfigIn {
     pub cooldown_up_seconds: Option<u32>,
     pub cooldown_down_seconds: Option<u32>,
     pub dedup_seconds: Option<u32>,
+    pub allow_autoscaler: Option<bool>,
     #[serde(rename = "type")]
     pub kind: Option<IgnoredAny>,
 }
@@ -129,6 +130,7 @@ impl ScaleServiceConfigIn {
             cooldown_up: self.cooldown_up_seconds,
             cooldown_down: self.cooldown_down_seconds,
             dedup: self.dedup_seconds.unwrap_or(defaults.dedup),
+            allow_autoscaler: self.allow_autoscaler.unwrap_or(defaults.allow_autoscaler),
         };
         Ok(ScaleServiceConfig::new(service, ScaleAction::parse(&action)?, amount, min, max)?.with_options(options)?)
     }
@@ -240,6 +242,7 @@ pub fn receiver_out(r: &Receiver, base: &str, url: Option<String>) -> Value {
                     "cooldownUpSeconds": c.options.cooldown_up,
                     "cooldownDownSeconds": c.options.cooldown_down,
                     "dedupSeconds": c.options.dedup,
+                    "allowAutoscaler": c.options.allow_autoscaler,
                 }),
             );
         }

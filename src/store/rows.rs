@@ -32,6 +32,8 @@ struct StoredScaleService {
     cooldown_down: Option<u32>,
     #[serde(default)]
     dedup: Option<u32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    allow_autoscaler: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,6 +98,7 @@ pub fn config_to_json(config: &DriverConfig) -> String {
             cooldown_up: c.options.cooldown_up,
             cooldown_down: c.options.cooldown_down,
             dedup: Some(c.options.dedup),
+            allow_autoscaler: c.options.allow_autoscaler,
         }),
         DriverConfig::ServiceUpgrade(c) => serde_json::to_string(&StoredServiceUpgrade {
             selector: c.selector.clone(),
@@ -135,6 +138,7 @@ pub fn config_from_json(driver: &str, json: &str) -> StoreResult<DriverConfig> {
                 cooldown_up: s.cooldown_up,
                 cooldown_down: s.cooldown_down,
                 dedup: s.dedup.unwrap_or(defaults.dedup),
+                allow_autoscaler: s.allow_autoscaler,
             };
             let config = ScaleServiceConfig::new(service, action, s.amount, s.min, s.max)
                 .and_then(|c| c.with_options(options))

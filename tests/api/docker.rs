@@ -58,8 +58,9 @@ pub async fn app_on(host: &str) -> TestApp {
             cgroups: true,
             keeper_binary: None,
             services: Vec::new(),
+            ..BackendConfig::new("", BackendKind::Local)
         });
-        config.projects.push(ProjectConfig { name: "dock".into(), backend: "docker".into() });
+        config.projects.push(ProjectConfig { name: "dock".into(), backend: "docker".into(), namespace: None });
     })
     .await
 }

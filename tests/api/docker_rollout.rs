@@ -54,6 +54,7 @@ async fn backend(host: &str) -> DockerBackend {
         cgroups: true,
         keeper_binary: None,
         services: Vec::new(),
+        ..BackendConfig::new("", BackendKind::Local)
     })
     .await
     .unwrap()

@@ -197,8 +197,10 @@ async fn issue_10_a_reversed_step_is_recorded_as_the_step_it_was() {
 
 #[tokio::test]
 async fn issue_10_a_receiver_of_a_removed_project_is_a_clear_4xx() {
-    let mut app =
-        spawn_app_with(|c| c.projects.push(ProjectConfig { name: "team".into(), backend: "local".into() })).await;
+    let mut app = spawn_app_with(|c| {
+        c.projects.push(ProjectConfig { name: "team".into(), backend: "local".into(), namespace: None })
+    })
+    .await;
     let (status, r) = app
         .request(
             reqwest::Method::POST,

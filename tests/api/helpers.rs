@@ -55,6 +55,7 @@ pub fn test_config(data_dir: &Path, marker: &str) -> Config {
             cgroups: true,
             keeper_binary: Some(keeper_binary()),
             services: vec![sleep_service("web", 1, marker), sleep_service("api", 1, marker)],
+            ..BackendConfig::new("", BackendKind::Local)
         }],
         ..Config::default()
     };
@@ -122,10 +123,7 @@ fn config_toml(config: &Config) -> String {
         toml = format!("sealing_key_file = {}\n{toml}", quote(&key.display().to_string()));
     }
     for b in &config.backends {
-        let kind = match b.kind {
-            BackendKind::Local => "local",
-            BackendKind::Docker => "docker",
-        };
+        let kind = b.kind.as_str();
         toml += &format!(
             "[[backend]]\nname = {}\nkind = \"{kind}\"\nstop_grace_seconds = {}\ncgroups = {}\n",
             quote(&b.name),
@@ -134,6 +132,12 @@ fn config_toml(config: &Config) -> String {
         );
         if let Some(endpoint) = &b.endpoint {
             toml += &format!("endpoint = {}\n", quote(endpoint));
+        }
+        if let Some(kubeconfig) = &b.kubeconfig {
+            toml += &format!("kubeconfig = {}\n", quote(&kubeconfig.display().to_string()));
+        }
+        if let Some(namespace) = &b.namespace {
+            toml += &format!("namespace = {}\n", quote(namespace));
         }
         for s in &b.services {
             let args: Vec<String> = s.args.iter().map(|a| quote(a)).collect();

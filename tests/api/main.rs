@@ -18,6 +18,8 @@ mod edge_review;
 mod faults;
 mod helpers;
 mod image;
+mod kube_api;
+mod kubernetes;
 mod local_backend;
 mod openapi;
 mod ops;

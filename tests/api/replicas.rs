@@ -23,8 +23,9 @@ fn replica(config: &mut Config, host: &str, database: &str, sealing_key: &std::p
         cgroups: false,
         keeper_binary: None,
         services: Vec::new(),
+        ..BackendConfig::new("", BackendKind::Local)
     }];
-    config.projects = vec![ProjectConfig { name: "default".into(), backend: "docker".into() }];
+    config.projects = vec![ProjectConfig { name: "default".into(), backend: "docker".into(), namespace: None }];
     config.database_url = Some(hookd::config::Secret::new(database));
     config.sealing_key_file = Some(sealing_key.to_owned());
     config.limits.triggers_per_receiver_per_second = 0;

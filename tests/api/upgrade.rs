@@ -18,18 +18,18 @@ async fn upgrade_receiver(app: &TestApp, name: &str, extra: Value) -> Value {
     r
 }
 
-fn docker_hub(repo: &str, tag: &str) -> String {
+pub fn docker_hub(repo: &str, tag: &str) -> String {
     json!({"push_data": {"pushed_at": 1, "tag": tag, "pusher": "ci"},
            "repository": {"repo_name": repo, "name": repo.rsplit('/').next().unwrap(), "namespace": "example"}})
     .to_string()
 }
 
-async fn push(app: &TestApp, receiver: &Value, body: &str) -> (StatusCode, Value) {
+pub async fn push(app: &TestApp, receiver: &Value, body: &str) -> (StatusCode, Value) {
     app.notify(receiver["url"].as_str().unwrap(), body).await
 }
 
 /// Follows a job until it finishes; returns it.
-async fn finished(app: &TestApp, job_url: &str) -> Value {
+pub async fn finished(app: &TestApp, job_url: &str) -> Value {
     let path = job_url.strip_prefix(&app.base).expect("a job URL on this hookd");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {

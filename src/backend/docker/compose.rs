@@ -111,6 +111,7 @@ fn info(project: &str, service: &str, replicas: &[Replica]) -> Option<ServiceInf
         running: replicas.iter().filter(|r| r.running).count() as u32,
         image: first.summary.image.clone().unwrap_or_default(),
         labels: labels.into_iter().filter(|(k, _)| !k.starts_with("com.docker.compose.") && k != REPLACES).collect(),
+        other_images: Vec::new(),
         last_error: None,
     })
 }

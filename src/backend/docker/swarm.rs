@@ -75,6 +75,7 @@ fn info(service: &Service, running: &HashMap<String, u32>) -> Option<ServiceInfo
         // Swarm pins images by digest; people recognise the tag.
         image: image.map(|i| i.split('@').next().unwrap_or_default().to_owned()).unwrap_or_default(),
         labels: spec.labels.clone().unwrap_or_default().into_iter().collect::<BTreeMap<_, _>>(),
+        other_images: Vec::new(),
         last_error: None,
     })
 }

@@ -126,6 +126,7 @@ impl LocalBackend {
             running: shared.running,
             image: shared.image.clone(),
             labels: service.spec.labels.clone(),
+            other_images: Vec::new(),
             last_error: shared.last_error.clone(),
         }
     }
