@@ -168,8 +168,8 @@ pub struct BackendConfig {
     pub keeper_binary: Option<PathBuf>,
     #[serde(default, rename = "service")]
     pub services: Vec<LocalServiceConfig>,
-    /// For `kubernetes`: a kubeconfig file; when unset, in-cluster config, then `KUBECONFIG`
-    /// or `~/.kube/config`.
+    /// For `kubernetes`: a kubeconfig file; when unset, `KUBECONFIG` or `~/.kube/config`,
+    /// then the pod's service account (in a cluster).
     pub kubeconfig: Option<PathBuf>,
     /// For `kubernetes`: the kubeconfig context; when unset, its current context.
     pub context: Option<String>,

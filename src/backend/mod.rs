@@ -122,9 +122,15 @@ pub trait Backend: Send + Sync + 'static {
         Ok(None)
     }
     /// This backend as one project sees it: a Kubernetes backend in the project's
-    /// namespace (`namespace`, or its default). `None`: the same for every project.
-    fn scoped(&self, project: &ProjectName, namespace: Option<&str>) -> Result<Option<Arc<dyn Backend>>, String> {
-        let _ = (project, namespace);
+    /// namespace (`namespace`, or its default). `None`: the same for every project. Why a
+    /// project cannot use it, for people.
+    fn scoped(
+        &self,
+        project: &ProjectName,
+        namespace: Option<&str>,
+        made_through_api: bool,
+    ) -> Result<Option<Arc<dyn Backend>>, String> {
+        let _ = (project, namespace, made_through_api);
         Ok(None)
     }
     async fn read_scale(&self, id: &ServiceId) -> Result<ScaleState, BackendError>;
@@ -165,8 +171,9 @@ fn scope(
     backend: &Arc<dyn Backend>,
     project: &ProjectName,
     namespace: Option<&str>,
+    made_through_api: bool,
 ) -> Result<Arc<dyn Backend>, String> {
-    Ok(backend.scoped(project, namespace)?.unwrap_or_else(|| backend.clone()))
+    Ok(backend.scoped(project, namespace, made_through_api)?.unwrap_or_else(|| backend.clone()))
 }
 
 /// Every configured backend, and which one each project is bound to.
@@ -219,7 +226,7 @@ impl Backends {
             .iter()
             .map(|p| {
                 let name = ProjectName::parse(&p.name)?;
-                let backend = scope(&by_name[p.backend.as_str()], &name, p.namespace.as_deref())
+                let backend = scope(&by_name[p.backend.as_str()], &name, p.namespace.as_deref(), false)
                     .map_err(|e| anyhow::anyhow!("project {:?}: {e}", p.name))?;
                 Ok((name, backend))
             })
@@ -241,7 +248,7 @@ impl Backends {
                     tracing::warn!(project = %stored.name, "a project made through the API is also in the config file; the config's wins");
                 }
                 _ if self.configured.contains(&stored.name) => {}
-                Some(backend) => match scope(backend, &stored.name, None) {
+                Some(backend) => match scope(backend, &stored.name, None, true) {
                     Ok(backend) => {
                         by_project.insert(stored.name, backend);
                     }
@@ -302,7 +309,7 @@ impl Backends {
 
     /// The backend named `backend` as `project` would use it; why not, for people.
     pub fn scoped(&self, backend: &str, project: &ProjectName) -> Option<Result<Arc<dyn Backend>, String>> {
-        self.by_name(backend).map(|b| scope(b, project, None))
+        self.by_name(backend).map(|b| scope(b, project, None, true))
     }
 
     /// Unbinds a project deleted through the API.

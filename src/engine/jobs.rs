@@ -165,6 +165,27 @@ impl JobRunner {
         }
     }
 
+    /// The job's project's view of its backend (a Kubernetes project's namespace). A project
+    /// gone or moved since may use the backend itself, unless the backend is per project:
+    /// acting in another namespace would touch another project's workload.
+    async fn backend_for(&self, job: &Job) -> Result<Arc<dyn crate::backend::Backend>, String> {
+        let bound = match self.backends.for_project_fresh(&job.project, self.store.as_ref()).await {
+            Ok(bound) => bound,
+            Err(_) => self.backends.for_project(&job.project),
+        };
+        if let Some(backend) = bound.filter(|b| b.name() == job.backend) {
+            return Ok(backend);
+        }
+        let root = self
+            .backends
+            .by_name(&job.backend)
+            .ok_or_else(|| format!("the backend {} is no longer configured", job.backend))?;
+        match root.scoped(&job.project, None, true) {
+            Ok(None) => Ok(root.clone()),
+            _ => Err(format!("the project {} is no longer bound to the backend {}", job.project, job.backend)),
+        }
+    }
+
     /// Runs `job` here if this hookd can claim it and does not run it already.
     pub fn spawn(self: &Arc<Self>, job: Job) {
         let id = job.id;
@@ -195,13 +216,14 @@ impl JobRunner {
 
     async fn run(&self, job: Job) {
         let id = job.id;
-        // The project's view of the backend (a Kubernetes project's namespace), else the backend.
-        let scoped = self.backends.for_project(&job.project).filter(|b| b.name() == job.backend);
-        let Some(backend) = scoped.or_else(|| self.backends.by_name(&job.backend).cloned()) else {
-            let mut job = job;
-            job.fail(format!("the backend {} is no longer configured", job.backend), now_millis());
-            save(self.store.as_ref(), &job).await;
-            return;
+        let backend = match self.backend_for(&job).await {
+            Ok(backend) => backend,
+            Err(why) => {
+                let mut job = job;
+                job.fail(why, now_millis());
+                save(self.store.as_ref(), &job).await;
+                return;
+            }
         };
         let plan = RolloutPlan {
             batch_size: job.rollout.batch_size,

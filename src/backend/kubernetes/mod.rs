@@ -69,6 +69,17 @@ fn workload(id: &ServiceId) -> Result<(Workload, &str), BackendError> {
             )))
         }
     };
+    // Names go into the request path: only what Kubernetes names can be (DNS-1123 subdomains).
+    let bytes = name.as_bytes();
+    let valid = (1..=253).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'.')
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric();
+    if !valid {
+        return Err(BackendError::Refused(format!(
+            "{name:?} is not a Kubernetes name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+        )));
+    }
     Ok((kind, name))
 }
 
@@ -310,10 +321,25 @@ impl Backend for KubernetesBackend {
             }))
     }
 
-    fn scoped(&self, project: &ProjectName, namespace: Option<&str>) -> Result<Option<Arc<dyn Backend>>, String> {
+    fn scoped(
+        &self,
+        project: &ProjectName,
+        namespace: Option<&str>,
+        made_through_api: bool,
+    ) -> Result<Option<Arc<dyn Backend>>, String> {
         let namespace = match (namespace, self.per_project) {
             (Some(namespace), _) => namespace,
             (None, true) => project.as_str(),
+            // Projects made through the API would all share one namespace, each reaching the
+            // others' workloads.
+            (None, false) if made_through_api => {
+                return Err(format!(
+                    "the Kubernetes backend {} puts every project in the namespace {}; projects made through the \
+                     API need a namespace of their own: set namespace_per_project = true on the backend, or \
+                     declare the project in the config file with its namespace",
+                    self.name, self.namespace
+                ))
+            }
             (None, false) => return Ok(None),
         };
         crate::config::check_namespace(namespace)
@@ -419,6 +445,9 @@ mod tests {
         assert_eq!(workload(&id("deployments.apps/web")).unwrap(), (Workload::Deployment, "web"));
         assert_eq!(workload(&id("sts/db")).unwrap(), (Workload::StatefulSet, "db"));
         assert!(matches!(workload(&id("pod/web")), Err(BackendError::Refused(m)) if m.contains("pod")));
+        for bad in ["deployment/web?x=1", "deployment/../secrets", "deployment/Web", "deployment/-web", "deployment/"] {
+            assert!(matches!(workload(&id(bad)), Err(BackendError::Refused(_))), "{bad}");
+        }
     }
 
     /// Issue 16: the backend contract for the API server's answers.
@@ -452,14 +481,15 @@ mod tests {
     async fn projects_get_their_namespace_and_their_own_service_keys() {
         let mut root = backend("http://127.0.0.1:9").await;
         let project = ProjectName::parse("team_a").unwrap();
-        assert!(root.scoped(&project, None).unwrap().is_none());
-        let scoped = root.scoped(&project, Some("payments")).unwrap().unwrap();
+        assert!(root.scoped(&project, None, false).unwrap().is_none());
+        assert!(root.scoped(&project, None, true).err().unwrap().contains("namespace_per_project"));
+        let scoped = root.scoped(&project, Some("payments"), false).unwrap().unwrap();
         let id = ServiceId::parse("web").unwrap();
         assert_ne!(scoped.service_key(&id), root.service_key(&id));
         assert_eq!(root.service_key(&id), root.service_key(&ServiceId::parse("deployment/web").unwrap()));
         root.per_project = true;
-        let refused = root.scoped(&project, None).err().unwrap();
+        let refused = root.scoped(&project, None, true).err().unwrap();
         assert!(refused.contains("team_a"), "{refused}");
-        assert!(root.scoped(&ProjectName::parse("team-a").unwrap(), None).unwrap().is_some());
+        assert!(root.scoped(&ProjectName::parse("team-a").unwrap(), None, true).unwrap().is_some());
     }
 }

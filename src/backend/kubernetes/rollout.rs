@@ -15,10 +15,14 @@ use crate::{
 };
 
 const POLL: Duration = Duration::from_millis(250);
-/// A StatefulSet has no progress deadline: one with no progress for this long has failed.
-const STATEFULSET_STALL: Duration = Duration::from_secs(600);
+/// A StatefulSet has no progress deadline: one whose pods show no change for this long has
+/// failed. A Deployment's controller judges its own (`progressDeadlineSeconds`); this long
+/// past it, hookd stops waiting for a controller that says nothing.
+const STALL: Duration = Duration::from_secs(600);
 /// How long the API server may be unreachable while hookd follows a rollout.
 const OUTAGE: Duration = Duration::from_secs(60);
+/// Image patches lost to a concurrent change before hookd gives up.
+const PATCH_ATTEMPTS: u32 = 5;
 
 /// Where a rollout stands after one look.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,21 +32,40 @@ enum Status {
     Failed(String),
 }
 
-/// The container running the repository of `image`, by name, and its image now.
-fn container(template: &PodTemplateSpec, id: &ServiceId, image: &str) -> Result<(String, String), BackendError> {
-    let wanted = ImageRef::parse(image).map(|i| i.repository_key());
-    let containers = template.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
-    containers
+/// Whether a container running `running` runs `wanted`: the same repository and tag, and
+/// the same digest when `wanted` names one (an admission webhook may pin a digest).
+fn runs(running: &str, wanted: &ImageRef) -> bool {
+    ImageRef::parse(running).is_some_and(|r| {
+        r.repository_key() == wanted.repository_key()
+            && r.tag == wanted.tag
+            && (wanted.digest.is_none() || r.digest == wanted.digest)
+    })
+}
+
+/// The containers running the repository of `wanted`: (name, image) of each.
+fn containers(
+    template: &PodTemplateSpec,
+    id: &ServiceId,
+    wanted: &ImageRef,
+) -> Result<Vec<(String, String)>, BackendError> {
+    let all = template.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    let matching: Vec<(String, String)> = all
         .iter()
-        .find(|c| c.image.as_deref().and_then(ImageRef::parse).map(|i| i.repository_key()) == wanted)
-        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
-        .ok_or_else(|| {
-            let running: Vec<&str> = containers.iter().filter_map(|c| c.image.as_deref()).collect();
-            BackendError::Refused(format!(
-                "no container of {id} runs the repository of {image} (it runs {})",
-                running.join(", ")
-            ))
+        .filter_map(|c| {
+            let image = c.image.as_deref()?;
+            let same = ImageRef::parse(image)?.repository_key() == wanted.repository_key();
+            same.then(|| (c.name.clone(), image.to_owned()))
         })
+        .collect();
+    if matching.is_empty() {
+        let running: Vec<&str> = all.iter().filter_map(|c| c.image.as_deref()).collect();
+        return Err(BackendError::Refused(format!(
+            "no container of {id} runs the repository {} (it runs {})",
+            wanted.repository_key(),
+            running.join(", ")
+        )));
+    }
+    Ok(matching)
 }
 
 /// `kubectl rollout status` for a Deployment.
@@ -82,10 +105,6 @@ fn statefulset_status(s: &StatefulSet) -> Status {
         return Status::Waiting(RolloutProgress { updated: 0, total: want });
     }
     let strategy = spec.and_then(|s| s.update_strategy.as_ref());
-    if strategy.and_then(|s| s.type_.as_deref()) == Some("OnDelete") {
-        // Pods take the new template only when deleted: nothing more to follow.
-        return Status::Done(progress);
-    }
     let partition = strategy.and_then(|s| s.rolling_update.as_ref()).and_then(|r| r.partition).unwrap_or(0);
     let ready = replicas(status.ready_replicas);
     if partition > 0 {
@@ -105,8 +124,13 @@ fn statefulset_status(s: &StatefulSet) -> Status {
 struct Look {
     status: Status,
     template: PodTemplateSpec,
-    /// A Deployment's `progressDeadlineSeconds`.
-    deadline: Option<Duration>,
+    resource_version: Option<String>,
+    /// What moves while pods roll (counts, revisions): a change is progress.
+    signature: String,
+    /// How long without a change means the rollout has failed.
+    stall: Duration,
+    /// Why this workload cannot roll at all (paused, OnDelete).
+    blocked: Option<String>,
 }
 
 async fn look(backend: &KubernetesBackend, id: &ServiceId) -> Result<Look, BackendError> {
@@ -116,30 +140,74 @@ async fn look(backend: &KubernetesBackend, id: &ServiceId) -> Result<Look, Backe
             let d = backend.deployments().get(name).await.map_err(|e| backend.not_found_or(id, e))?;
             let spec = d.spec.as_ref().ok_or_else(|| BackendError::ServiceNotFound(id.clone()))?;
             let deadline = spec.progress_deadline_seconds.map(|s| Duration::from_secs(s.max(0) as u64));
-            Ok(Look { status: deployment_status(&d), template: spec.template.clone(), deadline })
+            let blocked = spec
+                .paused
+                .unwrap_or(false)
+                .then(|| format!("{id} is paused: its pods take no new template until `kubectl rollout resume {id}`"));
+            Ok(Look {
+                status: deployment_status(&d),
+                template: spec.template.clone(),
+                resource_version: d.metadata.resource_version.clone(),
+                signature: serde_json::to_string(&d.status.as_ref().map(|s| {
+                    (s.observed_generation, s.replicas, s.updated_replicas, s.ready_replicas, s.available_replicas)
+                }))
+                .unwrap_or_default(),
+                stall: deadline.unwrap_or(STALL) + STALL,
+                blocked,
+            })
         }
         Workload::StatefulSet => {
             let s = backend.statefulsets().get(name).await.map_err(|e| backend.not_found_or(id, e))?;
             let spec = s.spec.as_ref().ok_or_else(|| BackendError::ServiceNotFound(id.clone()))?;
-            Ok(Look { status: statefulset_status(&s), template: spec.template.clone(), deadline: None })
+            let on_delete = spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref()) == Some("OnDelete");
+            let blocked = on_delete.then(|| {
+                format!(
+                    "{id} updates with OnDelete: its pods take a new image only when deleted, which hookd does not do"
+                )
+            });
+            Ok(Look {
+                status: statefulset_status(&s),
+                template: spec.template.clone(),
+                resource_version: s.metadata.resource_version.clone(),
+                signature: serde_json::to_string(&s.status.as_ref().map(|s| {
+                    (s.observed_generation, s.replicas, s.updated_replicas, s.ready_replicas, &s.current_revision)
+                }))
+                .unwrap_or_default(),
+                stall: STALL,
+                blocked,
+            })
         }
     }
 }
 
-/// Sets the image (unless already set: a resumed job calls again) and follows the rollout.
-pub(super) async fn upgrade(
+/// Sets `image` on every container running its repository, guarded by the version just
+/// read, unless they all run it already (a resumed job calls again).
+async fn set_image(
     backend: &KubernetesBackend,
     id: &ServiceId,
+    wanted: &ImageRef,
     image: &str,
-    observer: &dyn RolloutObserver,
 ) -> Result<(), BackendError> {
     let (kind, name) = workload(id)?;
-    let first = look(backend, id).await?;
-    let (container_name, current) = container(&first.template, id, image)?;
-    if current != image {
-        // A strategic merge patch: containers merge by name, so the others are left alone.
+    for _ in 0..PATCH_ATTEMPTS {
+        let look = look(backend, id).await?;
+        if let Some(why) = look.blocked {
+            return Err(BackendError::Refused(why));
+        }
+        let stale: Vec<String> = containers(&look.template, id, wanted)?
+            .into_iter()
+            .filter(|(_, running)| !runs(running, wanted))
+            .map(|(name, _)| name)
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        // A strategic merge patch: containers merge by name, so the others are left alone;
+        // the resourceVersion makes it fail (409) if anyone changed the workload since.
+        let containers: Vec<_> = stale.iter().map(|name| serde_json::json!({ "name": name, "image": image })).collect();
         let patch = serde_json::json!({
-            "spec": { "template": { "spec": { "containers": [{ "name": container_name, "image": image }] } } }
+            "metadata": { "resourceVersion": look.resource_version },
+            "spec": { "template": { "spec": { "containers": containers } } }
         });
         let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PatchParams::default() };
         let patched = match kind {
@@ -150,11 +218,27 @@ pub(super) async fn upgrade(
                 backend.statefulsets().patch(name, &params, &Patch::Strategic(&patch)).await.map(|_| ())
             }
         };
-        patched.map_err(|e| backend.not_found_or(id, e))?;
+        match patched.map_err(|e| backend.not_found_or(id, e)) {
+            Ok(()) => return Ok(()),
+            Err(BackendError::Conflict) => tokio::time::sleep(POLL).await,
+            Err(e) => return Err(e),
+        }
     }
-    // Without a deadline of its own, a rollout that shows no progress this long has failed.
-    let stall = first.deadline.map(|d| d + Duration::from_secs(30)).unwrap_or(STATEFULSET_STALL);
-    let mut last_progress = (Instant::now(), None);
+    Err(BackendError::Unavailable(format!("{id} kept changing while hookd set its image; {PATCH_ATTEMPTS} tries lost")))
+}
+
+/// Sets the image and follows the rollout to its end.
+pub(super) async fn upgrade(
+    backend: &KubernetesBackend,
+    id: &ServiceId,
+    image: &str,
+    observer: &dyn RolloutObserver,
+) -> Result<(), BackendError> {
+    let wanted =
+        ImageRef::parse(image).ok_or_else(|| BackendError::Refused(format!("{image:?} is not an image reference")))?;
+    set_image(backend, id, &wanted, image).await?;
+    let mut last_change = (Instant::now(), String::new());
+    let mut reported = None;
     let mut unreachable_since: Option<Instant> = None;
     loop {
         let look = match look(backend, id).await {
@@ -172,11 +256,12 @@ pub(super) async fn upgrade(
             }
             Err(e) => return Err(e),
         };
-        let (_, now_running) = container(&look.template, id, image)?;
-        if now_running != image {
-            return Err(BackendError::Refused(format!(
-                "{id} was set to {now_running} by someone else while it rolled out to {image}"
-            )));
+        for (container, running) in containers(&look.template, id, &wanted)? {
+            if !runs(&running, &wanted) {
+                return Err(BackendError::Refused(format!(
+                    "the container {container} of {id} was set to {running} by someone else while it rolled out to {image}"
+                )));
+            }
         }
         match look.status {
             Status::Done(progress) => {
@@ -185,13 +270,16 @@ pub(super) async fn upgrade(
             }
             Status::Failed(why) => return Err(BackendError::Refused(format!("the rollout of {id} failed: {why}"))),
             Status::Waiting(progress) => {
-                if last_progress.1 != Some(progress) {
-                    last_progress = (Instant::now(), Some(progress));
+                if reported != Some(progress) {
+                    reported = Some(progress);
                     observer.progress(progress).await;
-                } else if last_progress.0.elapsed() > stall {
+                }
+                if look.signature != last_change.1 {
+                    last_change = (Instant::now(), look.signature);
+                } else if last_change.0.elapsed() > look.stall {
                     return Err(BackendError::Refused(format!(
                         "the rollout of {id} made no progress for {} s ({} of {} replicas updated)",
-                        stall.as_secs(),
+                        look.stall.as_secs(),
                         progress.updated,
                         progress.total
                     )));

@@ -92,6 +92,8 @@ struct Pods {
     /// The template the newest pods run.
     template: String,
     updated: u32,
+    /// Updated pods that are ready (a pod becomes ready a tick after it starts).
+    ready: u32,
     old: u32,
     /// Milliseconds (server clock) of the last progress.
     progressed: u64,
@@ -117,6 +119,8 @@ pub struct Cluster {
     pub conflicts: u32,
     /// What hookd's token may do: the ClusterRole of deploy/kubernetes/rbac.yaml.
     pub rules: Vec<Rule>,
+    /// A mutating admission webhook that pins each image's digest (`repo:tag@sha256:…`).
+    pub pin_digests: bool,
     /// What hookd's token did: `group/resource/verb`.
     pub used: std::collections::BTreeSet<String>,
 }
@@ -226,6 +230,9 @@ impl Cluster {
             return Err(ApiError::conflict(resource, name));
         }
         validate(resource, name, &object)?;
+        if self.pin_digests {
+            pin_digests(&mut object);
+        }
         let mut generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
         if object["spec"] != current["spec"] {
             generation += 1;
@@ -317,6 +324,7 @@ impl Cluster {
                 // A new template: every pod now runs an old one.
                 pods.old += pods.updated;
                 pods.updated = 0;
+                pods.ready = 0;
                 pods.template = template;
                 pods.progressed = now;
                 pods.revision += 1;
@@ -326,22 +334,28 @@ impl Cluster {
                 .map(|c| c.iter().filter_map(|c| c["image"].as_str()).collect())
                 .unwrap_or_default();
             let failing = images.iter().any(|i| self.failing_images.contains(*i));
-            let before = (pods.updated, pods.old);
-            if failing {
+            let before = (pods.updated, pods.ready, pods.old);
+            let on_delete = object["spec"]["updateStrategy"]["type"] == "OnDelete" && pods.old > 0;
+            if object["spec"]["paused"] == true || on_delete {
+                // A paused Deployment's controller rolls nothing.
+            } else if failing {
                 // maxSurge 1: one new pod is started, and never becomes ready.
                 pods.updated = pods.updated.max(1).min(want.max(1));
+            } else if pods.ready < pods.updated {
+                pods.ready += 1;
             } else if pods.updated < want {
                 pods.updated += 1;
                 pods.old = pods.old.saturating_sub(1);
             } else if pods.updated > want {
                 pods.updated = want;
+                pods.ready = pods.ready.min(want);
             } else if pods.old > 0 {
                 pods.old -= 1;
             }
-            if (pods.updated, pods.old) != before {
+            if (pods.updated, pods.ready, pods.old) != before {
                 pods.progressed = now;
             }
-            let ready = if failing { pods.old } else { pods.updated + pods.old };
+            let ready = if failing { pods.old } else { pods.ready + pods.old };
             let generation = object["metadata"]["generation"].clone();
             let name = key.2.clone();
             let status = match key.0 {
@@ -385,6 +399,15 @@ impl Cluster {
                 object["metadata"]["resourceVersion"] = json!(self.revision.to_string());
             }
         }
+    }
+}
+
+fn pin_digests(object: &mut Value) {
+    use sha2::Digest;
+    for container in object["spec"]["template"]["spec"]["containers"].as_array_mut().into_iter().flatten() {
+        let Some(image) = container["image"].as_str().filter(|i| !i.contains('@')) else { continue };
+        let digest = hex::encode(sha2::Sha256::digest(image.as_bytes()));
+        container["image"] = json!(format!("{image}@sha256:{digest}"));
     }
 }
 
