@@ -19,6 +19,7 @@ NEEDED=(
   "chromium:chromium"
   "chromedriver:chromium-driver"
   "socat:socat"
+  "jq:jq"
   "openssl:openssl"
   "ip:iproute2"
   "systemd-analyze:systemd"

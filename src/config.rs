@@ -2,6 +2,9 @@
 //!
 //! `config.example.toml` at the repository root documents every key.
 
+mod pools;
+pub use pools::{HostPoolConfig, HostProviderKind};
+
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use anyhow::{bail, Context};
@@ -44,6 +47,8 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     #[serde(default, rename = "project")]
     pub projects: Vec<ProjectConfig>,
+    #[serde(default, rename = "host_pool")]
+    pub host_pools: Vec<HostPoolConfig>,
 }
 
 /// A string that never prints itself.
@@ -419,6 +424,7 @@ impl Config {
                 }
             }
         }
+        pools::validate(&self.host_pools, &self.projects)?;
         let mut project_names = std::collections::HashSet::new();
         for project in &self.projects {
             ProjectName::parse(&project.name).with_context(|| format!("project {:?}", project.name))?;

@@ -24,6 +24,7 @@ pub mod connections;
 pub mod datadir;
 pub mod domain;
 pub mod engine;
+pub mod hosts;
 pub mod http;
 pub mod metrics;
 pub mod payload;

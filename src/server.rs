@@ -87,6 +87,13 @@ impl App {
             trigger_limits: crate::http::TriggerLimits::new(&config.limits),
             sealer,
         });
+        if !config.host_pools.is_empty() {
+            // The providers and the decision exist; the scaleHost receiver that uses them does not yet.
+            tracing::warn!(
+                pools = config.host_pools.len(),
+                "host pools are configured, but this hookd has no scaleHost receivers yet: nothing scales them"
+            );
+        }
         let has_local = config.backends.iter().any(|b| b.kind == crate::config::BackendKind::Local);
         follow_changes(&state, has_local);
         let metrics_listener = match config.metrics_listen {

@@ -5,6 +5,7 @@
 
 mod alert;
 mod dedup;
+pub mod host;
 mod ids;
 pub mod image;
 pub mod job;

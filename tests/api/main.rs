@@ -17,6 +17,7 @@ mod edge;
 mod edge_review;
 mod faults;
 mod helpers;
+mod hosts;
 mod image;
 mod kube_api;
 mod kubernetes;

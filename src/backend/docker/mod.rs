@@ -88,7 +88,7 @@ impl DockerBackend {
     }
 }
 
-fn connect(endpoint: &str) -> anyhow::Result<Docker> {
+pub fn connect(endpoint: &str) -> anyhow::Result<Docker> {
     let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
         Docker::connect_with_unix(path, TIMEOUT_SECONDS, &API_VERSION)?
     } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {

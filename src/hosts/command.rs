@@ -1,0 +1,164 @@
+//! The `command` host provider: the operator's scripts list, create and delete hosts, the
+//! docker-machine-driver idea usable with terraform, a cloud CLI or anything.
+//!
+//! - `list` prints a JSON array: `[{"name", "labels": {..}, "created": RFC 3339 or ms, "healthy"}]`.
+//! - `create` gets `HOOKD_HOST_NAME` and `HOOKD_HOST_LABELS` (a JSON object) and exits 0
+//!   once the host is up.
+//! - `delete` gets `HOOKD_HOST_NAME` and exits 0 once the host is gone (and when it was
+//!   never there: hookd calls it again after a restart, and to roll back a failed create).
+//!
+//! Each runs in its own process group, killed whole at `timeout_seconds`; `HOOKD_POOL`
+//! names the pool.
+
+use std::{collections::BTreeMap, process::Stdio, time::Duration};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+
+use super::{HostError, HostProvider};
+use crate::domain::host::HostInfo;
+
+/// Most of a script's output kept: the end of it says what went wrong.
+const OUTPUT_TAIL: usize = 2000;
+
+pub struct CommandProvider {
+    script: Script,
+    list: Vec<String>,
+    create: Vec<String>,
+    delete: Vec<String>,
+}
+
+/// Runs a pool's scripts: in their own process group, killed whole at the timeout.
+pub(super) struct Script {
+    pub pool: String,
+    pub timeout: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListedHost {
+    name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    created: Option<serde_json::Value>,
+    #[serde(default = "healthy")]
+    healthy: bool,
+}
+
+fn healthy() -> bool {
+    true
+}
+
+impl CommandProvider {
+    pub fn new(pool: &str, list: Vec<String>, create: Vec<String>, delete: Vec<String>, timeout: Duration) -> Self {
+        Self { script: Script { pool: pool.to_owned(), timeout }, list, create, delete }
+    }
+}
+
+impl Script {
+    /// Runs `argv` with `env`; its stdout, or why it failed (exit status and output's end).
+    pub async fn run(&self, what: &str, argv: &[String], env: &[(&str, String)]) -> Result<String, HostError> {
+        let (program, args) = argv.split_first().ok_or_else(|| HostError::Failed(format!("no {what} command")))?;
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(args)
+            .env("HOOKD_POOL", &self.pool)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| HostError::Failed(format!("the {what} command {program:?} could not start: {e}")))?;
+        let pid = child.id().map(|p| p as i32);
+        let (mut stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+        let run = async {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let (_, _, status) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err), child.wait());
+            (out, err, status)
+        };
+        let (out, err, status) = match tokio::time::timeout(self.timeout, run).await {
+            Ok(done) => done,
+            Err(_) => {
+                kill_group(pid);
+                return Err(HostError::Failed(format!(
+                    "the {what} command did not finish within {} s; it was killed",
+                    self.timeout.as_secs()
+                )));
+            }
+        };
+        // Whatever the script left behind in its group goes with it.
+        kill_group(pid);
+        let stdout = String::from_utf8_lossy(&out).into_owned();
+        match status {
+            Ok(status) if status.success() => Ok(stdout),
+            Ok(status) => Err(HostError::Failed(format!(
+                "the {what} command failed ({status}): {}",
+                tail(&String::from_utf8_lossy(&err), &stdout)
+            ))),
+            Err(e) => Err(HostError::Failed(format!("the {what} command could not be waited for: {e}"))),
+        }
+    }
+}
+
+fn kill_group(pid: Option<i32>) {
+    if let Some(pid) = pid {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+fn tail(stderr: &str, stdout: &str) -> String {
+    let text = if stderr.trim().is_empty() { stdout.trim() } else { stderr.trim() };
+    let start = text.len().saturating_sub(OUTPUT_TAIL);
+    let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+    text[start..].to_owned()
+}
+
+fn created(value: Option<serde_json::Value>) -> Result<i64, String> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(0),
+        Some(serde_json::Value::Number(n)) => n.as_i64().ok_or_else(|| format!("created {n} is not milliseconds")),
+        Some(serde_json::Value::String(s)) => chrono::DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| format!("created {s:?} is not RFC 3339: {e}")),
+        Some(other) => Err(format!("created {other} is neither RFC 3339 nor milliseconds")),
+    }
+}
+
+#[async_trait]
+impl HostProvider for CommandProvider {
+    fn kind(&self) -> &'static str {
+        "command"
+    }
+
+    async fn list(&self) -> Result<Vec<HostInfo>, HostError> {
+        let out = self.script.run("list", &self.list, &[]).await?;
+        let listed: Vec<ListedHost> = serde_json::from_str(&out)
+            .map_err(|e| HostError::Failed(format!("the list command printed no host list: {e}")))?;
+        listed
+            .into_iter()
+            .map(|h| {
+                let created = created(h.created).map_err(|e| HostError::Failed(format!("host {}: {e}", h.name)))?;
+                Ok(HostInfo { name: h.name, labels: h.labels, created, healthy: h.healthy })
+            })
+            .collect()
+    }
+
+    async fn create(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), HostError> {
+        let labels = serde_json::to_string(labels).expect("labels serialize");
+        self.script
+            .run("create", &self.create, &[("HOOKD_HOST_NAME", name.to_owned()), ("HOOKD_HOST_LABELS", labels)])
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), HostError> {
+        self.script.run("delete", &self.delete, &[("HOOKD_HOST_NAME", name.to_owned())]).await.map(|_| ())
+    }
+}

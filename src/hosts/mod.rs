@@ -1,0 +1,117 @@
+//! Host pools: groups of machines (or Swarm nodes) that a `scaleHost` receiver grows and
+//! shrinks, each through a provider.
+//!
+//! A provider only lists, creates and deletes hosts; deciding which and how many is the
+//! driver's (`domain/host.rs`). A cloud API (an AWS Auto Scaling group's desired capacity,
+//! say) fits the same seam: list the group's instances, create by raising the desired
+//! capacity and waiting for the instance, delete by terminating it in the group.
+
+pub mod command;
+pub mod swarm;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+
+use crate::{
+    config::{HostPoolConfig, HostProviderKind},
+    domain::{host::HostInfo, ProjectName},
+};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HostError {
+    /// The provider ran and said no (a script's exit status, the engine's refusal).
+    #[error("{0}")]
+    Failed(String),
+    /// The provider could not be reached; a retry may succeed.
+    #[error("host provider unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait HostProvider: Send + Sync + 'static {
+    fn kind(&self) -> &'static str;
+    /// Every host the provider knows; the pool keeps those its selector picks.
+    async fn list(&self) -> Result<Vec<HostInfo>, HostError>;
+    /// Creates a host named `name` carrying `labels`, and returns once it is up.
+    async fn create(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), HostError>;
+    /// Removes the host named `name` (its work moved away first, where the provider can),
+    /// and returns once it is gone. A host already gone is no error.
+    async fn delete(&self, name: &str) -> Result<(), HostError>;
+}
+
+/// A configured pool and its provider.
+pub struct Pool {
+    pub name: String,
+    pub project: ProjectName,
+    pub selector: BTreeMap<String, String>,
+    pub min: u32,
+    pub max: u32,
+    pub provider: Arc<dyn HostProvider>,
+}
+
+impl Pool {
+    /// The pool's hosts: those the provider lists that carry its selector.
+    pub async fn hosts(&self) -> Result<Vec<HostInfo>, HostError> {
+        let all = self.provider.list().await?;
+        Ok(all.into_iter().filter(|h| crate::domain::host::selects(&self.selector, &h.labels)).collect())
+    }
+}
+
+/// Every configured pool.
+#[derive(Default)]
+pub struct Pools {
+    all: Vec<Arc<Pool>>,
+}
+
+impl Pools {
+    pub fn start(configs: &[HostPoolConfig]) -> anyhow::Result<Self> {
+        let mut all = Vec::new();
+        for c in configs {
+            let timeout = Duration::from_secs(c.timeout_seconds);
+            let provider: Arc<dyn HostProvider> = match c.provider {
+                HostProviderKind::Command => Arc::new(command::CommandProvider::new(
+                    &c.name,
+                    c.list.clone(),
+                    c.create.clone(),
+                    c.delete.clone(),
+                    timeout,
+                )),
+                HostProviderKind::Swarm => Arc::new(swarm::SwarmProvider::new(
+                    &c.name,
+                    c.endpoint.as_deref(),
+                    c.create.clone(),
+                    c.delete.clone(),
+                    timeout,
+                )?),
+            };
+            all.push(Arc::new(Pool {
+                name: c.name.clone(),
+                project: ProjectName::parse(&c.project)?,
+                selector: c.selector.clone(),
+                min: c.min,
+                max: c.max,
+                provider,
+            }));
+        }
+        Ok(Self { all })
+    }
+
+    /// The pool of `project` whose selector a receiver's `hostSelector` includes: a
+    /// receiver acts within one pool.
+    pub fn for_selector(&self, project: &ProjectName, selector: &BTreeMap<String, String>) -> Vec<Arc<Pool>> {
+        self.all
+            .iter()
+            .filter(|p| &p.project == project && crate::domain::host::selects(&p.selector, selector))
+            .cloned()
+            .collect()
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Pool>> {
+        self.all.iter().find(|p| p.name == name)
+    }
+
+    pub fn of_project(&self, project: &ProjectName) -> Vec<Arc<Pool>> {
+        self.all.iter().filter(|p| &p.project == project).cloned().collect()
+    }
+}

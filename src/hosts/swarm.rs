@@ -1,0 +1,225 @@
+//! The `swarm` host provider: the pool is the swarm's worker nodes that carry its labels.
+//!
+//! - **Up**: hookd runs the pool's `create` script with the swarm's worker join token and a
+//!   manager's address (`HOOKD_SWARM_JOIN_TOKEN`, `HOOKD_SWARM_MANAGER`, `HOOKD_HOST_NAME`).
+//!   The script starts a machine that joins and prints the new node's ID (its last line; when
+//!   it prints none, the node whose hostname is the host's name). hookd waits until the node
+//!   is ready, then names it and sets its labels, so it joins the pool.
+//! - **Down**: hookd drains the node, waits until no task runs there, runs the `delete`
+//!   script if there is one (it stops the machine), and removes the node.
+//!
+//! Managers are never part of a pool.
+
+use std::{collections::BTreeMap, collections::HashMap, time::Duration};
+
+use async_trait::async_trait;
+use bollard::{
+    models::{Node, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState},
+    query_parameters::{DeleteNodeOptions, ListTasksOptions, UpdateNodeOptions},
+    Docker,
+};
+
+use super::{command::Script, HostError, HostProvider};
+use crate::domain::host::HostInfo;
+
+const POLL: Duration = Duration::from_millis(500);
+
+pub struct SwarmProvider {
+    docker: Docker,
+    endpoint: String,
+    script: Script,
+    create: Vec<String>,
+    delete: Vec<String>,
+}
+
+impl SwarmProvider {
+    pub fn new(
+        pool: &str,
+        endpoint: Option<&str>,
+        create: Vec<String>,
+        delete: Vec<String>,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let endpoint = endpoint
+            .map(str::to_owned)
+            .or_else(|| std::env::var("DOCKER_HOST").ok())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+        let docker = crate::backend::docker::connect(&endpoint)?;
+        Ok(Self { docker, endpoint, script: Script { pool: pool.to_owned(), timeout }, create, delete })
+    }
+
+    fn error(&self, e: bollard::errors::Error) -> HostError {
+        match e {
+            bollard::errors::Error::DockerResponseServerError { status_code, message } if status_code < 500 => {
+                HostError::Failed(format!("the swarm manager refused ({status_code}): {}", message.trim()))
+            }
+            other => HostError::Unavailable(format!("the swarm manager at {}: {other}", self.endpoint)),
+        }
+    }
+
+    async fn workers(&self) -> Result<Vec<Node>, HostError> {
+        let nodes = self.docker.list_nodes(None).await.map_err(|e| self.error(e))?;
+        Ok(nodes.into_iter().filter(|n| role(n) != Some(NodeSpecRoleEnum::MANAGER)).collect())
+    }
+
+    async fn find(&self, name: &str) -> Result<Option<Node>, HostError> {
+        Ok(self.workers().await?.into_iter().find(|n| node_name(n) == name))
+    }
+
+    /// Waits until `check` holds for the node `id`, up to the pool's timeout.
+    async fn wait_for(&self, id: &str, what: &str, check: impl Fn(&Node) -> bool) -> Result<Node, HostError> {
+        let deadline = tokio::time::Instant::now() + self.script.timeout;
+        loop {
+            match self.docker.inspect_node(id).await {
+                Ok(node) if check(&node) => return Ok(node),
+                Ok(_) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+                Err(e) => return Err(self.error(e)),
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(HostError::Failed(format!(
+                    "node {id} was not {what} within {} s",
+                    self.script.timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn update(&self, node: &Node, change: impl FnOnce(&mut bollard::models::NodeSpec)) -> Result<(), HostError> {
+        let id = node.id.clone().unwrap_or_default();
+        let mut spec = node.spec.clone().unwrap_or_default();
+        change(&mut spec);
+        let version = node.version.as_ref().and_then(|v| v.index).unwrap_or(0) as i64;
+        self.docker.update_node(&id, spec, UpdateNodeOptions { version }).await.map_err(|e| self.error(e))
+    }
+
+    async fn running_tasks(&self, id: &str) -> Result<usize, HostError> {
+        let filters = HashMap::from([
+            ("node".to_owned(), vec![id.to_owned()]),
+            ("desired-state".to_owned(), vec!["running".to_owned()]),
+        ]);
+        let tasks = self.docker.list_tasks(Some(ListTasksOptions { filters: Some(filters) })).await;
+        Ok(tasks.map_err(|e| self.error(e))?.len())
+    }
+
+    /// Creates the machine, waits for its node and names it; the caller rolls back on error.
+    async fn join(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), HostError> {
+        let swarm = self.docker.inspect_swarm().await.map_err(|e| self.error(e))?;
+        let token = swarm
+            .join_tokens
+            .and_then(|t| t.worker)
+            .ok_or_else(|| HostError::Failed("the swarm manager has no worker join token (is it a manager?)".into()))?;
+        let info = self.docker.info().await.map_err(|e| self.error(e))?;
+        let manager = info
+            .swarm
+            .and_then(|s| s.remote_managers)
+            .and_then(|m| m.into_iter().find_map(|m| m.addr))
+            .ok_or_else(|| HostError::Failed("the swarm manager reports no manager address".into()))?;
+        let env = [
+            ("HOOKD_HOST_NAME", name.to_owned()),
+            ("HOOKD_HOST_LABELS", serde_json::to_string(labels).expect("labels serialize")),
+            ("HOOKD_SWARM_JOIN_TOKEN", token),
+            ("HOOKD_SWARM_MANAGER", manager),
+        ];
+        let out = self.script.run("create", &self.create, &env).await?;
+        let id = match out.lines().map(str::trim).rfind(|l| !l.is_empty()) {
+            Some(id) => id.to_owned(),
+            None => {
+                let nodes = self.workers().await?;
+                let by_hostname = nodes.iter().find(|n| hostname(n) == name && node_name(n) == name);
+                by_hostname.and_then(|n| n.id.clone()).ok_or_else(|| {
+                    HostError::Failed(format!("the create script printed no node ID and no node is named {name}"))
+                })?
+            }
+        };
+        let ready = |n: &Node| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY);
+        let node = self.wait_for(&id, "ready", ready).await?;
+        let labels = labels.clone();
+        self.update(&node, |spec| {
+            spec.name = Some(name.to_owned());
+            spec.labels.get_or_insert_with(HashMap::new).extend(labels);
+        })
+        .await
+    }
+}
+
+fn role(node: &Node) -> Option<NodeSpecRoleEnum> {
+    node.spec.as_ref().and_then(|s| s.role)
+}
+
+fn hostname(node: &Node) -> &str {
+    node.description.as_ref().and_then(|d| d.hostname.as_deref()).unwrap_or("")
+}
+
+/// A node's name: the one hookd gave it, else its hostname.
+fn node_name(node: &Node) -> &str {
+    node.spec.as_ref().and_then(|s| s.name.as_deref()).filter(|n| !n.is_empty()).unwrap_or_else(|| hostname(node))
+}
+
+#[async_trait]
+impl HostProvider for SwarmProvider {
+    fn kind(&self) -> &'static str {
+        "swarm"
+    }
+
+    async fn list(&self) -> Result<Vec<HostInfo>, HostError> {
+        Ok(self
+            .workers()
+            .await?
+            .iter()
+            .map(|n| {
+                let spec = n.spec.as_ref();
+                let ready = n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY);
+                let active = spec.and_then(|s| s.availability) == Some(NodeSpecAvailabilityEnum::ACTIVE);
+                let created = n.created_at.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                HostInfo {
+                    name: node_name(n).to_owned(),
+                    labels: spec.and_then(|s| s.labels.clone()).unwrap_or_default().into_iter().collect(),
+                    created: created.map(|t| t.timestamp_millis()).unwrap_or(0),
+                    healthy: ready && active,
+                }
+            })
+            .collect())
+    }
+
+    async fn create(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), HostError> {
+        self.join(name, labels).await
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), HostError> {
+        let Some(node) = self.find(name).await? else {
+            // Gone already, or never joined: the machine may still run.
+            if !self.delete.is_empty() {
+                self.script.run("delete", &self.delete, &[("HOOKD_HOST_NAME", name.to_owned())]).await?;
+            }
+            return Ok(());
+        };
+        let id = node.id.clone().unwrap_or_default();
+        self.update(&node, |spec| spec.availability = Some(NodeSpecAvailabilityEnum::DRAIN)).await?;
+        let deadline = tokio::time::Instant::now() + self.script.timeout;
+        while self.running_tasks(&id).await? > 0 {
+            if tokio::time::Instant::now() > deadline {
+                return Err(HostError::Failed(format!(
+                    "the tasks of {name} did not move within {} s; the node stays drained",
+                    self.script.timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        if !self.delete.is_empty() {
+            self.script
+                .run(
+                    "delete",
+                    &self.delete,
+                    &[("HOOKD_HOST_NAME", name.to_owned()), ("HOOKD_SWARM_NODE_ID", id.clone())],
+                )
+                .await?;
+            let down = |n: &Node| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::DOWN);
+            self.wait_for(&id, "down", down).await?;
+        }
+        match self.docker.delete_node(&id, Some(DeleteNodeOptions { force: true })).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+}
