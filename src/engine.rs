@@ -19,6 +19,7 @@ use std::{
 
 use async_trait::async_trait;
 
+mod hosts;
 mod jobs;
 mod upgrade;
 
@@ -109,6 +110,7 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     locks: Arc<ServiceLocks>,
     jobs: Arc<JobRunner>,
+    pools: Arc<crate::hosts::Pools>,
     /// By backend, then operation.
     backend_metrics: HashMap<String, HashMap<&'static str, BackendOpMetrics>>,
     /// Calls in flight to each backend, bounded: a flood of triggers queues here instead of
@@ -196,6 +198,7 @@ impl Engine {
     pub fn new(
         store: Arc<dyn Store>,
         backends: Arc<Backends>,
+        pools: Arc<crate::hosts::Pools>,
         metrics: Arc<Metrics>,
         backend_concurrency: usize,
         owner: String,
@@ -220,8 +223,8 @@ impl Engine {
             .map(|b| (b.name().to_owned(), Arc::new(tokio::sync::Semaphore::new(backend_concurrency))))
             .collect();
         let locks = Arc::new(ServiceLocks::new(store.clone()));
-        let jobs = Arc::new(JobRunner::new(store.clone(), backends.clone(), locks.clone(), owner));
-        Self { store, backends, metrics, locks, jobs, backend_metrics, backend_calls, backend_concurrency }
+        let jobs = Arc::new(JobRunner::new(store.clone(), backends.clone(), pools.clone(), locks.clone(), owner));
+        Self { store, backends, metrics, locks, jobs, pools, backend_metrics, backend_calls, backend_concurrency }
     }
 
     /// Resumes the jobs a previous run left unfinished (a restart, a kill -9).
@@ -240,6 +243,7 @@ impl Engine {
             match &receiver.config {
                 DriverConfig::ScaleService(config) => self.scale_service(config, draft).await?,
                 DriverConfig::ServiceUpgrade(config) => self.service_upgrade(config, draft).await?,
+                DriverConfig::ScaleHost(config) => self.scale_host(config, draft).await?,
             }
         };
         let e = &report.execution;
@@ -279,15 +283,8 @@ impl Engine {
         let Some(_serialized) = self.locks.acquire(&service, SERVICE_WAIT).await? else {
             return Err(EngineError::Busy(config.service.to_string()));
         };
-        // Read again under the lock: a delete or regenerate that returned while this trigger
-        // waited (here or on another replica) must stop it.
-        match self.store.receiver(receiver.id).await? {
-            Some(now) if now.token_generation == receiver.token_generation => {
-                if !now.enabled {
-                    return self.settle(draft.skip(SkipReason::Disabled, "the receiver is disabled".into())).await;
-                }
-            }
-            _ => return Err(EngineError::Revoked),
+        if !self.still_enabled(receiver).await? {
+            return self.settle(draft.skip(SkipReason::Disabled, "the receiver is disabled".into())).await;
         }
 
         let now = now_millis();
@@ -308,6 +305,16 @@ impl Engine {
             return self.settle(draft.skip(reason, detail)).await;
         }
         self.step(backend.as_ref(), config, direction, &draft).await
+    }
+
+    /// Reads the receiver again under its service's lock: a delete or regenerate that
+    /// returned while this trigger waited (here or on another replica) stops it (`Revoked`);
+    /// `false` when it was disabled meanwhile.
+    async fn still_enabled(&self, receiver: &Receiver) -> Result<bool, EngineError> {
+        match self.store.receiver(receiver.id).await? {
+            Some(now) if now.token_generation == receiver.token_generation => Ok(now.enabled),
+            _ => Err(EngineError::Revoked),
+        }
     }
 
     /// Records a decision that acted on nothing.

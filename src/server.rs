@@ -58,9 +58,11 @@ impl App {
         sealer.agree(store.as_ref(), &sealing_key).await?;
         let metrics = Arc::new(Metrics::default());
         let backends = Arc::new(Backends::start(&config, store.clone(), &data_dir).await?);
+        let pools = Arc::new(crate::hosts::Pools::start(&config.host_pools)?);
         let engine = Engine::new(
             store.clone(),
             backends.clone(),
+            pools,
             metrics.clone(),
             config.limits.backend_concurrency,
             // Unique per process: replicas on other hosts may have the same data directory path.
@@ -87,13 +89,6 @@ impl App {
             trigger_limits: crate::http::TriggerLimits::new(&config.limits),
             sealer,
         });
-        if !config.host_pools.is_empty() {
-            // The providers and the decision exist; the scaleHost receiver that uses them does not yet.
-            tracing::warn!(
-                pools = config.host_pools.len(),
-                "host pools are configured, but this hookd has no scaleHost receivers yet: nothing scales them"
-            );
-        }
         let has_local = config.backends.iter().any(|b| b.kind == crate::config::BackendKind::Local);
         follow_changes(&state, has_local);
         let metrics_listener = match config.metrics_listen {

@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{scale::MAX_SCALE, AtBound, Millis, ScaleAction, ValidationError};
+use super::{
+    scale::MAX_SCALE, AtBound, Millis, ScaleAction, ScaleOptions, ScaleServiceConfig, ServiceId, ValidationError,
+};
 
 /// Which hosts a scale-down removes, once unhealthy ones are gone.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,7 +48,8 @@ pub struct ScaleHostConfig {
     pub min: u32,
     pub max: u32,
     pub delete_option: DeleteOption,
-    pub at_bound: AtBound,
+    /// The same safety options as scaleService: bounds, resolved alerts, cooldowns, dedup.
+    pub options: ScaleOptions,
 }
 
 /// A host as a provider reports it.
@@ -73,6 +76,33 @@ pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, St
 }
 
 impl ScaleHostConfig {
+    /// The scaleService rules this receiver follows for timing (intent from a payload,
+    /// dedup, cooldown): the same machinery, keyed on the pool.
+    pub fn rules(&self, pool: &str) -> ScaleServiceConfig {
+        ScaleServiceConfig {
+            service: ServiceId::parse(&format!("pool/{pool}"))
+                .unwrap_or_else(|_| ServiceId::parse("pool").expect("valid")),
+            action: self.action,
+            amount: self.amount,
+            min: self.min,
+            max: self.max,
+            options: self.options,
+        }
+    }
+
+    /// "Scale up hosts with pool=w by 1, between 1 and 5".
+    pub fn describe(&self) -> String {
+        let selector: Vec<String> = self.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!(
+            "Scale {} hosts with {} by {}, between {} and {}",
+            self.action.as_str(),
+            selector.join(", "),
+            self.amount,
+            self.min,
+            self.max
+        )
+    }
+
     pub fn validate(self) -> Result<Self, ValidationError> {
         let field = |name: &'static str, why: String| Err(ValidationError::new(name, why));
         if self.selector.is_empty() {
@@ -116,7 +146,7 @@ impl ScaleHostConfig {
                 if to <= at {
                     return HostDecision::Unchanged { at, reason: format!("the pool is at its maximum of {hi} hosts") };
                 }
-                if self.at_bound == AtBound::Refuse && at + self.amount > hi {
+                if self.options.at_bound == AtBound::Refuse && at + self.amount > hi {
                     return HostDecision::Refused { at, reason: "Cannot scale above provided max scale value".into() };
                 }
                 HostDecision::Create { from: at, to, names: new_names(prefix, taken, (to - at) as usize) }
@@ -126,7 +156,7 @@ impl ScaleHostConfig {
                 if to >= at {
                     return HostDecision::Unchanged { at, reason: format!("the pool is at its minimum of {lo} hosts") };
                 }
-                if self.at_bound == AtBound::Refuse && at < lo + self.amount {
+                if self.options.at_bound == AtBound::Refuse && at < lo + self.amount {
                     return HostDecision::Refused { at, reason: "Cannot scale below provided min scale value".into() };
                 }
                 let mut order = group.clone();
@@ -168,7 +198,7 @@ mod tests {
             min,
             max,
             delete_option: DeleteOption::MostRecent,
-            at_bound: AtBound::Clamp,
+            options: ScaleOptions::default(),
         }
         .validate()
         .unwrap()
@@ -236,7 +266,7 @@ mod tests {
         assert_eq!(clamped, HostDecision::Create { from: 2, to: 3, names: vec!["w-3".into()] });
         let at_max = c.decide(ScaleAction::Up, &hosts, (1, 2), "w", &taken(&hosts));
         assert!(matches!(at_max, HostDecision::Unchanged { at: 2, .. }));
-        let refuse = ScaleHostConfig { at_bound: AtBound::Refuse, ..c };
+        let refuse = ScaleHostConfig { options: ScaleOptions { at_bound: AtBound::Refuse, ..c.options }, ..c };
         let refused = refuse.decide(ScaleAction::Up, &hosts, (1, 3), "w", &taken(&hosts));
         assert!(matches!(refused, HostDecision::Refused { reason, .. } if reason.contains("max")));
     }

@@ -1,7 +1,17 @@
 //! Jobs: actions that outlive the HTTP request that started them (an upgrade), with
 //! durable progress, so a restarted hookd resumes them and none is abandoned.
 
-use super::{ExecutionId, JobId, Millis, ProjectName, ReceiverId, ServiceId};
+use std::collections::BTreeMap;
+
+use super::{ExecutionId, JobId, Millis, ProjectName, ReceiverId, ScaleAction, ServiceId};
+
+/// What a job does: roll services onto an image (its steps are services), or add or remove
+/// a pool's hosts (its steps are hosts, each created with `labels` or deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobKind {
+    Upgrade,
+    Hosts { pool: String, action: ScaleAction, labels: BTreeMap<String, String> },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
@@ -81,8 +91,9 @@ pub struct Job {
     pub project: ProjectName,
     /// The execution that started it.
     pub execution: ExecutionId,
-    /// The backend it acts on.
+    /// The backend it acts on (a host job: the pool).
     pub backend: String,
+    pub kind: JobKind,
     pub state: JobState,
     pub rollout: Rollout,
     pub steps: Vec<JobStep>,

@@ -20,7 +20,7 @@ pub use dedup::{Decided, Dedup, DedupKey, DedupKind, IDEMPOTENCY_WINDOW_SECONDS}
 pub use ids::{
     ApiTokenId, AuditId, ExecutionId, JobId, ProjectName, ReceiverId, ReceiverName, ServiceId, ServiceKey, TokenName,
 };
-pub use job::{Job, JobState, JobStep, Rollout, StepState};
+pub use job::{Job, JobKind, JobState, JobStep, Rollout, StepState};
 pub use scale::{
     AtBound, History, Intent, OnResolved, ScaleAction, ScaleDecision, ScaleOptions, ScaleServiceConfig, SkipReason,
 };
@@ -52,18 +52,20 @@ pub fn now_millis() -> Millis {
 pub enum Driver {
     ScaleService,
     ServiceUpgrade,
+    ScaleHost,
 }
 
 impl Driver {
-    pub const ALL: [Driver; 2] = [Driver::ScaleService, Driver::ServiceUpgrade];
+    pub const ALL: [Driver; 3] = [Driver::ScaleService, Driver::ServiceUpgrade, Driver::ScaleHost];
     /// Rancher's other drivers: their schemas are served (Rancher's UI reads them), but a
     /// receiver cannot use them yet.
-    pub const NOT_YET: [&'static str; 2] = ["scaleHost", "forwardPost"];
+    pub const NOT_YET: [&'static str; 1] = ["forwardPost"];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Driver::ScaleService => "scaleService",
             Driver::ServiceUpgrade => "serviceUpgrade",
+            Driver::ScaleHost => "scaleHost",
         }
     }
 
@@ -83,6 +85,7 @@ impl fmt::Display for Driver {
 pub enum DriverConfig {
     ScaleService(ScaleServiceConfig),
     ServiceUpgrade(ServiceUpgradeConfig),
+    ScaleHost(host::ScaleHostConfig),
 }
 
 impl DriverConfig {
@@ -90,6 +93,7 @@ impl DriverConfig {
         match self {
             DriverConfig::ScaleService(_) => Driver::ScaleService,
             DriverConfig::ServiceUpgrade(_) => Driver::ServiceUpgrade,
+            DriverConfig::ScaleHost(_) => Driver::ScaleHost,
         }
     }
 
@@ -97,7 +101,7 @@ impl DriverConfig {
     pub fn service(&self) -> Option<&ServiceId> {
         match self {
             DriverConfig::ScaleService(c) => Some(&c.service),
-            DriverConfig::ServiceUpgrade(_) => None,
+            DriverConfig::ServiceUpgrade(_) | DriverConfig::ScaleHost(_) => None,
         }
     }
 
@@ -106,6 +110,7 @@ impl DriverConfig {
         match self {
             DriverConfig::ScaleService(c) => c.describe(),
             DriverConfig::ServiceUpgrade(c) => c.describe(),
+            DriverConfig::ScaleHost(c) => c.describe(),
         }
     }
 }
@@ -218,6 +223,12 @@ impl Execution {
     /// same answer, not "duplicate") do not.
     pub fn is_decision(&self) -> bool {
         matches!(self.outcome, Outcome::Scaled | Outcome::Unchanged | Outcome::Started) && !self.dry_run
+    }
+
+    /// A change of its service, for cooldowns: a scale, or a job started on it (a host
+    /// pool's; upgrade jobs name no service).
+    pub fn is_change(&self) -> bool {
+        matches!(self.outcome, Outcome::Scaled | Outcome::Started) && !self.dry_run
     }
 }
 

@@ -22,8 +22,8 @@ use crate::{
     backend::ServiceInfo,
     backend::{BackendError, Backends, RolloutObserver, RolloutPlan, RolloutProgress},
     domain::{
-        image::ImageRef, now_millis, upgrade::Mismatch, DriverConfig, Job, JobId, JobState, Millis, ReceiverId,
-        StepState,
+        image::ImageRef, now_millis, upgrade::Mismatch, DriverConfig, Job, JobId, JobKind, JobState, Millis,
+        ReceiverId, StepState,
     },
     store::{Store, StoreError},
 };
@@ -40,6 +40,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(60);
 pub struct JobRunner {
     store: Arc<dyn Store>,
     backends: Arc<Backends>,
+    pools: Arc<crate::hosts::Pools>,
     locks: Arc<ServiceLocks>,
     /// This hookd in job leases.
     owner: String,
@@ -63,7 +64,7 @@ impl Running {
     }
 }
 
-async fn save(store: &dyn Store, job: &Job) {
+pub(super) async fn save(store: &dyn Store, job: &Job) {
     let mut wait = Duration::from_millis(100);
     loop {
         match store.save_job(job, None).await {
@@ -92,8 +93,22 @@ impl RolloutObserver for Running {
 }
 
 impl JobRunner {
-    pub fn new(store: Arc<dyn Store>, backends: Arc<Backends>, locks: Arc<ServiceLocks>, owner: String) -> Self {
-        Self { store, backends, locks, owner, running: Mutex::default() }
+    pub fn new(
+        store: Arc<dyn Store>,
+        backends: Arc<Backends>,
+        pools: Arc<crate::hosts::Pools>,
+        locks: Arc<ServiceLocks>,
+        owner: String,
+    ) -> Self {
+        Self { store, backends, pools, locks, owner, running: Mutex::default() }
+    }
+
+    /// Whether this hookd has what `job` acts on (its backend, or its host pool).
+    fn has_target(&self, job: &Job) -> bool {
+        match &job.kind {
+            JobKind::Upgrade => self.backends.by_name(&job.backend).is_some(),
+            JobKind::Hosts { pool, .. } => self.pools.by_name(pool).is_some(),
+        }
     }
 
     /// Starts the jobs left running by a previous run of hookd (those another live hookd
@@ -114,7 +129,7 @@ impl JobRunner {
                     match runner.store.orphaned_jobs().await {
                         Ok(jobs) => {
                             // Jobs on a backend this hookd lacks are left to one that has it.
-                            for job in jobs.into_iter().filter(|j| runner.backends.by_name(&j.backend).is_some()) {
+                            for job in jobs.into_iter().filter(|j| runner.has_target(j)) {
                                 tracing::info!(job = %job.id, "taking over a job whose hookd stopped renewing it");
                                 runner.spawn(job);
                             }
@@ -190,7 +205,7 @@ impl JobRunner {
     pub fn spawn(self: &Arc<Self>, job: Job) {
         let id = job.id;
         // With replicas, a job on a backend this hookd lacks is left to one that has it.
-        if self.store.shared() && self.backends.by_name(&job.backend).is_none() {
+        if self.store.shared() && !self.has_target(&job) {
             return;
         }
         if !self.running.lock().expect("running jobs").insert(id) {
@@ -215,6 +230,9 @@ impl JobRunner {
     }
 
     async fn run(&self, job: Job) {
+        if matches!(job.kind, JobKind::Hosts { .. }) {
+            return super::hosts::run(self.store.as_ref(), &self.pools, job).await;
+        }
         let id = job.id;
         let backend = match self.backend_for(&job).await {
             Ok(backend) => backend,

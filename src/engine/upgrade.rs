@@ -167,6 +167,7 @@ impl Engine {
             project: receiver.project.clone(),
             execution: draft.id,
             backend: backend.name().to_owned(),
+            kind: crate::domain::JobKind::Upgrade,
             state: JobState::Running,
             rollout: Rollout {
                 batch_size: config.batch_size,

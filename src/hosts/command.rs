@@ -73,6 +73,14 @@ impl Script {
         for (key, value) in env {
             command.env(key, value);
         }
+        // A script outlives no killed hookd: the restarted one cleans up and runs it again,
+        // and must not race a leftover run.
+        // SAFETY: only prctl, async-signal-safe, runs between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
         let mut child = command
             .spawn()
             .map_err(|e| HostError::Failed(format!("the {what} command {program:?} could not start: {e}")))?;

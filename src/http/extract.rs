@@ -119,6 +119,18 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// Reads a member kept raw (`field`) as `T`, with the same sentences as a body.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value, field: &str) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = match e.path().to_string().as_str() {
+            "." => field.to_owned(),
+            inner => format!("{field}.{inner}"),
+        };
+        let inner = e.into_inner();
+        ApiError::bad_request("invalid_body", humanize(&path, &inner)).with_field(path)
+    })
+}
+
 /// A sentence for a body of the wrong shape, in place of serde's wording ("expected u32 at
 /// line 1 column 108"), which names Rust types and positions people don't care about.
 fn humanize(path: &str, error: &serde_json::Error) -> String {

@@ -11,6 +11,7 @@ mod guard;
 mod jobs;
 mod openapi;
 mod ops;
+mod pools;
 mod rate;
 mod receivers;
 mod schemas;
@@ -165,6 +166,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1-webhooks/receivers/{id}/jobs", get(jobs::of_receiver))
         .route("/v1-webhooks/jobs/{id}", get(jobs::get))
         .route("/v1-webhooks/services", get(ops::services))
+        .route("/v1-webhooks/pools", get(pools::list))
         .route("/v1-webhooks/tokens", get(access::list_tokens).post(access::create_token))
         .route("/v1-webhooks/tokens/{id}", axum::routing::delete(access::revoke_token))
         .route("/v1-webhooks/projects", get(access::list_projects).post(access::create_project))

@@ -103,14 +103,15 @@ pub async fn api_root(
             "schemas": format!("{base}/schemas"),
             "openapi": format!("{base}/openapi.json"),
             "services": format!("{base}/services"),
+            "pools": format!("{base}/pools"),
         },
     }))
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ServicesQuery {
-    project_id: Option<String>,
+pub(super) struct ServicesQuery {
+    pub(super) project_id: Option<String>,
 }
 
 pub async fn services(

@@ -99,9 +99,29 @@ fn require_manage(caller: &Caller, r: &Receiver) -> Result<(), ApiError> {
     }
 }
 
-/// Builds the driver config a body asks for, checked against the backend.
-async fn driver_config(backend: &dyn Backend, driver: Driver, body: &mut ReceiverIn) -> Result<DriverConfig, ApiError> {
+/// Builds the driver config a body asks for, checked against the backend (or the pools).
+async fn driver_config(
+    state: &AppState,
+    project: &crate::domain::ProjectName,
+    backend: &dyn Backend,
+    driver: Driver,
+    body: &mut ReceiverIn,
+) -> Result<DriverConfig, ApiError> {
     match driver {
+        Driver::ScaleHost => {
+            let raw = body.scale_host_config.take().ok_or_else(|| {
+                ApiError::bad_request("missing_field", "a scaleHost receiver needs scaleHostConfig")
+                    .with_field("scaleHostConfig")
+            })?;
+            let config: crate::http::wire::ScaleHostConfigIn =
+                crate::http::extract::from_value(raw, "scaleHostConfig")?;
+            let config = config.into_domain()?;
+            state
+                .engine
+                .pool_for(project, &config.selector)
+                .map_err(|why| ApiError::bad_request("unknown_pool", why).with_field("scaleHostConfig.hostSelector"))?;
+            Ok(DriverConfig::ScaleHost(config))
+        }
         Driver::ScaleService => {
             let config = body
                 .scale_service_config
@@ -224,7 +244,7 @@ pub async fn create(
         ApiError::bad_request("missing_field", "driver is required (for example \"scaleService\")").with_field("driver")
     })?;
     let driver = parse_driver(driver)?;
-    let config = driver_config(backend.as_ref(), driver, &mut body).await?;
+    let config = driver_config(&state, &project, backend.as_ref(), driver, &mut body).await?;
     let now = now_millis();
     let receiver = Receiver {
         id: ReceiverId::generate(),
@@ -320,10 +340,13 @@ pub async fn update(
             .with_field("driver"));
         }
     }
-    let config = match body.scale_service_config.is_some() || body.service_upgrade_config.is_some() {
+    let new_config = body.scale_service_config.is_some()
+        || body.service_upgrade_config.is_some()
+        || (driver == Driver::ScaleHost && body.scale_host_config.is_some());
+    let config = match new_config {
         true => {
-            let (_, backend) = state.project(&caller, Some(receiver.project.as_str()))?;
-            Some(driver_config(backend.as_ref(), driver, &mut body).await?)
+            let (project, backend) = state.project(&caller, Some(receiver.project.as_str()))?;
+            Some(driver_config(&state, &project, backend.as_ref(), driver, &mut body).await?)
         }
         false => None,
     };

@@ -220,7 +220,9 @@ where
 /// takes an Alertmanager notification or anything; a serviceUpgrade receiver a push.
 fn read_payload(config: &DriverConfig, body: &[u8], claims_json: bool) -> Result<TriggerPayload, String> {
     match config {
-        DriverConfig::ScaleService(_) => payload::parse(body, claims_json).map_err(|e| e.to_string()),
+        DriverConfig::ScaleService(_) | DriverConfig::ScaleHost(_) => {
+            payload::parse(body, claims_json).map_err(|e| e.to_string())
+        }
         DriverConfig::ServiceUpgrade(c) => {
             if body.trim_ascii().is_empty() {
                 return Err("a serviceUpgrade receiver is triggered by a registry's push notification, and this \

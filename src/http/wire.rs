@@ -11,8 +11,9 @@ use super::error::ApiError;
 use crate::{
     backend::ServiceInfo,
     domain::{
-        AlertRef, AtBound, DriverConfig, Execution, Job, Millis, OnResolved, Receiver, ScaleAction, ScaleOptions,
-        ScaleServiceConfig, ServiceId, ServiceUpgradeConfig, TagPolicy,
+        host::{DeleteOption, ScaleHostConfig},
+        AlertRef, AtBound, DriverConfig, Execution, Job, JobKind, Millis, OnResolved, Receiver, ScaleAction,
+        ScaleOptions, ScaleServiceConfig, ServiceId, ServiceUpgradeConfig, TagPolicy,
     },
     payload::registry::PayloadFormat,
 };
@@ -42,7 +43,8 @@ pub struct ReceiverIn {
     /// What a trigger must also carry; `null` removes it (kept raw: absent and null differ).
     #[serde(default, deserialize_with = "present")]
     pub sender_verification: Option<Value>,
-    pub scale_host_config: Option<IgnoredAny>,
+    // Kept raw: Rancher clients send `{}` for the drivers they did not choose.
+    pub scale_host_config: Option<Value>,
     pub forward_post_config: Option<IgnoredAny>,
     #[serde(rename = "type")]
     pub kind: Option<IgnoredAny>,
@@ -133,6 +135,67 @@ impl ScaleServiceConfigIn {
             allow_autoscaler: self.allow_autoscaler.unwrap_or(defaults.allow_autoscaler),
         };
         Ok(ScaleServiceConfig::new(service, ScaleAction::parse(&action)?, amount, min, max)?.with_options(options)?)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)] // `kind` exists only to be accepted
+pub struct ScaleHostConfigIn {
+    pub host_selector: Option<std::collections::BTreeMap<String, String>>,
+    pub action: Option<String>,
+    pub amount: Option<Value>,
+    pub min: Option<Value>,
+    pub max: Option<Value>,
+    pub delete_option: Option<String>,
+    pub at_bound: Option<String>,
+    pub on_resolved: Option<String>,
+    pub cooldown_up_seconds: Option<u32>,
+    pub cooldown_down_seconds: Option<u32>,
+    pub dedup_seconds: Option<u32>,
+    #[serde(rename = "type")]
+    pub kind: Option<IgnoredAny>,
+}
+
+impl ScaleHostConfigIn {
+    pub fn into_domain(self) -> Result<ScaleHostConfig, ApiError> {
+        let number = |value: Option<&Value>, default: u32, field: &'static str| {
+            count(value, default, |raw| {
+                ApiError::bad_request("invalid_body", format!("{field} is a whole number, at least 1 (got {raw})"))
+                    .with_field(format!("scaleHostConfig.{field}"))
+            })
+        };
+        let action = self.action.ok_or_else(|| {
+            ApiError::bad_request("missing_field", "scaleHostConfig.action is required (\"up\" or \"down\")")
+                .with_field("scaleHostConfig.action")
+        })?;
+        let action = ScaleAction::parse(&action).map_err(|mut e| {
+            e.field = "scaleHostConfig.action";
+            e
+        })?;
+        // Rancher's own tests send a deleteOption with "up": read, and unused until "down".
+        let delete_option = match self.delete_option.as_deref().filter(|d| !d.is_empty()) {
+            Some(option) => DeleteOption::parse(option)?,
+            None => DeleteOption::default(),
+        };
+        let defaults = ScaleOptions::default();
+        let config = ScaleHostConfig {
+            selector: self.host_selector.unwrap_or_default(),
+            action,
+            amount: number(self.amount.as_ref(), DEFAULT_AMOUNT, "amount")?,
+            min: number(self.min.as_ref(), DEFAULT_MIN, "min")?,
+            max: number(self.max.as_ref(), DEFAULT_MAX, "max")?,
+            delete_option,
+            options: ScaleOptions {
+                at_bound: self.at_bound.as_deref().map(AtBound::parse).transpose()?.unwrap_or_default(),
+                on_resolved: self.on_resolved.as_deref().map(OnResolved::parse).transpose()?.unwrap_or_default(),
+                cooldown_up: self.cooldown_up_seconds,
+                cooldown_down: self.cooldown_down_seconds,
+                dedup: self.dedup_seconds.unwrap_or(defaults.dedup),
+                allow_autoscaler: false,
+            },
+        };
+        Ok(config.validate()?)
     }
 }
 
@@ -260,6 +323,26 @@ pub fn receiver_out(r: &Receiver, base: &str, url: Option<String>) -> Value {
                     "batchSize": c.batch_size,
                     "intervalMillis": c.interval_seconds,
                     "startFirst": c.start_first,
+                }),
+            );
+            object["links"]["jobs"] = Value::String(format!("{path}/jobs?projectId={project}"));
+        }
+        DriverConfig::ScaleHost(c) => {
+            object.insert(
+                "scaleHostConfig".into(),
+                serde_json::json!({
+                    "type": "scaleHost",
+                    "hostSelector": c.selector,
+                    "action": c.action.as_str(),
+                    "amount": c.amount,
+                    "min": c.min,
+                    "max": c.max,
+                    "deleteOption": c.delete_option.as_str(),
+                    "atBound": c.options.at_bound.as_str(),
+                    "onResolved": c.options.on_resolved.as_str(),
+                    "cooldownUpSeconds": c.options.cooldown_up,
+                    "cooldownDownSeconds": c.options.cooldown_down,
+                    "dedupSeconds": c.options.dedup,
                 }),
             );
             object["links"]["jobs"] = Value::String(format!("{path}/jobs?projectId={project}"));
@@ -431,13 +514,35 @@ pub fn job_out(job: &Job, base: &str) -> Value {
         "batchSize": job.rollout.batch_size,
         "intervalSeconds": job.rollout.interval_seconds,
         "startFirst": job.rollout.start_first,
-        "services": steps,
+        "kind": match job.kind { JobKind::Upgrade => "upgrade", JobKind::Hosts { .. } => "scaleHost" },
+        "services": if matches!(job.kind, JobKind::Upgrade) { steps } else { Vec::new() },
+        "hosts": host_steps(job),
         "error": job.error,
         "created": rfc3339(job.created),
         "updated": rfc3339(job.updated),
         "finished": job.finished.map(rfc3339),
         "links": { "self": format!("{base}/v1-webhooks/jobs/{}", job.id) },
     })
+}
+
+/// A host job's hosts: each created or deleted, how far, and why it failed.
+fn host_steps(job: &Job) -> Option<Value> {
+    let JobKind::Hosts { pool, action, .. } = &job.kind else { return None };
+    let hosts: Vec<Value> = job
+        .steps
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.service.as_str(),
+                "action": if *action == ScaleAction::Up { "create" } else { "delete" },
+                "state": s.state.as_str(),
+                "error": s.error,
+                "started": s.started.map(rfc3339),
+                "finished": s.finished.map(rfc3339),
+            })
+        })
+        .collect();
+    Some(serde_json::json!({ "pool": pool, "action": action.as_str(), "steps": hosts }))
 }
 
 /// A Rancher-style collection with marker pagination.

@@ -3,6 +3,10 @@
 //! A driver config is stored as JSON in the store's own format (not the wire format), so
 //! a new driver or option needs no schema change, and old rows stay readable.
 
+use crate::domain::{
+    host::{DeleteOption, ScaleHostConfig},
+    JobKind,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiToken, Role, StoreError, StoreResult};
@@ -34,6 +38,21 @@ struct StoredScaleService {
     dedup: Option<u32>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     allow_autoscaler: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredScaleHost {
+    selector: std::collections::BTreeMap<String, String>,
+    action: String,
+    amount: u32,
+    min: u32,
+    max: u32,
+    delete_option: String,
+    at_bound: String,
+    on_resolved: String,
+    cooldown_up: Option<u32>,
+    cooldown_down: Option<u32>,
+    dedup: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -111,6 +130,19 @@ pub fn config_to_json(config: &DriverConfig) -> String {
             interval_seconds: c.interval_seconds,
             start_first: c.start_first,
         }),
+        DriverConfig::ScaleHost(c) => serde_json::to_string(&StoredScaleHost {
+            selector: c.selector.clone(),
+            action: c.action.as_str().to_owned(),
+            amount: c.amount,
+            min: c.min,
+            max: c.max,
+            delete_option: c.delete_option.as_str().to_owned(),
+            at_bound: c.options.at_bound.as_str().to_owned(),
+            on_resolved: c.options.on_resolved.as_str().to_owned(),
+            cooldown_up: c.options.cooldown_up,
+            cooldown_down: c.options.cooldown_down,
+            dedup: c.options.dedup,
+        }),
     };
     value.expect("driver configs always serialize")
 }
@@ -158,6 +190,26 @@ pub fn config_from_json(driver: &str, json: &str) -> StoreResult<DriverConfig> {
                 start_first: s.start_first,
             };
             Ok(DriverConfig::ServiceUpgrade(config.validate().map_err(corrupt)?))
+        }
+        Some(Driver::ScaleHost) => {
+            let s: StoredScaleHost = serde_json::from_str(json).map_err(corrupt)?;
+            let config = ScaleHostConfig {
+                selector: s.selector,
+                action: ScaleAction::parse(&s.action).map_err(corrupt)?,
+                amount: s.amount,
+                min: s.min,
+                max: s.max,
+                delete_option: DeleteOption::parse(&s.delete_option).map_err(corrupt)?,
+                options: ScaleOptions {
+                    at_bound: AtBound::parse(&s.at_bound).map_err(corrupt)?,
+                    on_resolved: OnResolved::parse(&s.on_resolved).map_err(corrupt)?,
+                    cooldown_up: s.cooldown_up,
+                    cooldown_down: s.cooldown_down,
+                    dedup: s.dedup,
+                    allow_autoscaler: false,
+                },
+            };
+            Ok(DriverConfig::ScaleHost(config.validate().map_err(corrupt)?))
         }
         None => Err(corrupt(format!("unknown driver {driver:?}"))),
     }
@@ -335,6 +387,16 @@ struct StoredJob {
     created: Millis,
     updated: Millis,
     finished: Option<Millis>,
+    /// A host job's; absent in upgrade jobs (and in every job stored before host jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hosts: Option<StoredHostJob>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredHostJob {
+    pool: String,
+    action: String,
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 pub fn job_to_json(job: &Job) -> String {
@@ -366,6 +428,12 @@ pub fn job_to_json(job: &Job) -> String {
         created: job.created,
         updated: job.updated,
         finished: job.finished,
+        hosts: match &job.kind {
+            JobKind::Upgrade => None,
+            JobKind::Hosts { pool, action, labels } => {
+                Some(StoredHostJob { pool: pool.clone(), action: action.as_str().to_owned(), labels: labels.clone() })
+            }
+        },
     };
     serde_json::to_string(&stored).expect("jobs always serialize")
 }
@@ -396,6 +464,14 @@ pub fn job_from_json(id: &[u8], json: &str) -> StoreResult<Job> {
         project: ProjectName::parse(&s.project).map_err(corrupt)?,
         execution: ExecutionId::parse(&s.execution).ok_or_else(|| corrupt("job execution"))?,
         backend: s.backend,
+        kind: match s.hosts {
+            None => JobKind::Upgrade,
+            Some(h) => JobKind::Hosts {
+                pool: h.pool,
+                action: ScaleAction::parse(&h.action).map_err(corrupt)?,
+                labels: h.labels,
+            },
+        },
         state: JobState::parse(&s.state).ok_or_else(|| corrupt(format!("job state {:?}", s.state)))?,
         rollout: Rollout { batch_size: s.batch_size, interval_seconds: s.interval_seconds, start_first: s.start_first },
         steps,

@@ -122,6 +122,23 @@ fn config_toml(config: &Config) -> String {
     if let Some(key) = &config.sealing_key_file {
         toml = format!("sealing_key_file = {}\n{toml}", quote(&key.display().to_string()));
     }
+    for p in &config.host_pools {
+        let argv = |v: &[String]| v.iter().map(|a| quote(a)).collect::<Vec<_>>().join(", ");
+        let selector: Vec<String> = p.selector.iter().map(|(k, v)| format!("{} = {}", quote(k), quote(v))).collect();
+        toml += &format!(
+            "[[host_pool]]\nname = {}\nproject = {}\nselector = {{ {} }}\nmin = {}\nmax = {}\nprovider = \"command\"\n\
+             list = [{}]\ncreate = [{}]\ndelete = [{}]\ntimeout_seconds = {}\n",
+            quote(&p.name),
+            quote(&p.project),
+            selector.join(", "),
+            p.min,
+            p.max,
+            argv(&p.list),
+            argv(&p.create),
+            argv(&p.delete),
+            p.timeout_seconds,
+        );
+    }
     for b in &config.backends {
         let kind = b.kind.as_str();
         toml += &format!(

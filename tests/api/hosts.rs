@@ -4,11 +4,18 @@
 
 use std::{collections::BTreeMap, collections::BTreeSet, path::Path, time::Duration};
 
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::{
+    helpers::{eventually, spawn_app_with, spawn_process_with, TestApp},
+    upgrade::finished,
+};
 use hookd::{
     config::{HostPoolConfig, HostProviderKind},
     domain::{
         host::{DeleteOption, HostDecision, ScaleHostConfig},
-        AtBound, ScaleAction,
+        ScaleAction, ScaleOptions,
     },
     hosts::{HostError, Pools},
 };
@@ -54,7 +61,7 @@ fn config(action: ScaleAction, amount: u32) -> ScaleHostConfig {
         min: 1,
         max: 5,
         delete_option: DeleteOption::MostRecent,
-        at_bound: AtBound::Clamp,
+        options: ScaleOptions::default(),
     }
     .validate()
     .unwrap()
@@ -146,4 +153,143 @@ fn issue_17_pool_configs_are_checked_at_start() {
     let err = parse(&format!("{base}provider = \"cloud\"\n")).unwrap_err();
     assert!(err.contains("cloud"), "{err}");
     parse(&format!("{base}provider = \"swarm\"\ncreate = [\"/usr/local/bin/join\"]\nmin = 0\nmax = 3\n")).unwrap();
+}
+
+/// hookd whose project `default` has the command pool `w` (hosts in `dir`), bounds 1..4.
+async fn app_with_pool(dir: &Path, env: &[(&str, &str)], process: bool) -> TestApp {
+    let mut pool = pool(dir, env, 30);
+    pool.max = 4;
+    let customize = move |c: &mut hookd::config::Config| c.host_pools = vec![pool];
+    match process {
+        true => spawn_process_with(customize).await,
+        false => spawn_app_with(customize).await,
+    }
+}
+
+async fn host_receiver(app: &TestApp, name: &str, config: Value) -> String {
+    let (status, r) =
+        app.create_receiver(json!({"name": name, "driver": "scaleHost", "scaleHostConfig": config})).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["scaleHostConfig"]["type"], "scaleHost", "{r}");
+    r["url"].as_str().unwrap().to_owned()
+}
+
+/// Triggers `url` and follows the job it starts to its end.
+async fn host_job(app: &TestApp, url: &str) -> Value {
+    let (status, answer) = app.trigger(url).await;
+    assert_eq!((status, answer["outcome"].as_str()), (StatusCode::ACCEPTED, Some("started")), "{answer}");
+    finished(app, answer["jobUrl"].as_str().unwrap()).await
+}
+
+async fn pool_hosts(app: &TestApp) -> Vec<(String, bool)> {
+    let (status, pools) = app.get("/v1-webhooks/pools").await;
+    assert_eq!(status, StatusCode::OK, "{pools}");
+    let w = &pools["data"][0];
+    assert_eq!((w["name"].as_str(), w["provider"].as_str()), (Some("w"), Some("command")), "{pools}");
+    let hosts = w["hosts"].as_array().unwrap();
+    hosts.iter().map(|h| (h["name"].as_str().unwrap().to_owned(), h["healthy"].as_bool().unwrap())).collect()
+}
+
+fn zone_a(action: &str, amount: u32, extra: Value) -> Value {
+    let mut config =
+        json!({"hostSelector": {"pool": "w", "zone": "a"}, "action": action, "amount": amount, "min": 1, "max": 4});
+    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_17_scale_host_adds_and_removes_real_hosts_through_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_pool(dir.path(), &[], false).await;
+    let up = host_receiver(&app, "up", zone_a("up", 2, json!({}))).await;
+    let down = host_receiver(&app, "down", zone_a("down", 1, json!({"deleteOption": "leastRecent"}))).await;
+
+    let job = host_job(&app, &up).await;
+    assert_eq!((job["state"].as_str(), job["kind"].as_str()), (Some("succeeded"), Some("scaleHost")), "{job}");
+    let steps: Vec<&str> =
+        job["hosts"]["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["w-1", "w-2"]);
+    assert!(alive(&dir.path().join("w-1.pid")) && alive(&dir.path().join("w-2.pid")), "real hosts run");
+    assert_eq!(host_job(&app, &up).await["state"], "succeeded");
+    assert_eq!(pool_hosts(&app).await.len(), 4);
+    let (status, answer) = app.trigger(&up).await;
+    assert_eq!((status, answer["outcome"].as_str()), (StatusCode::OK, Some("unchanged")), "at max: {answer}");
+
+    assert_eq!(host_job(&app, &down).await["hosts"]["steps"][0]["name"], "w-1", "leastRecent: the oldest");
+    // w-3 dies: unhealthy goes first, whatever deleteOption says.
+    let pid: i32 = std::fs::read_to_string(dir.path().join("w-3.pid")).unwrap().trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert_eq!(host_job(&app, &down).await["hosts"]["steps"][0]["name"], "w-3");
+    assert_eq!(host_job(&app, &down).await["hosts"]["steps"][0]["name"], "w-2");
+    let (status, answer) = app.trigger(&down).await;
+    assert_eq!((status, answer["outcome"].as_str()), (StatusCode::OK, Some("unchanged")), "at min: {answer}");
+    assert_eq!(pool_hosts(&app).await, [("w-4".to_owned(), true)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_17_a_failed_create_is_rolled_back_and_reported_precisely() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_pool(dir.path(), &[("HOSTS_FAIL", "w-2")], false).await;
+    let up = host_receiver(&app, "up", zone_a("up", 3, json!({}))).await;
+    let job = host_job(&app, &up).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let steps = job["hosts"]["steps"].as_array().unwrap();
+    let states: Vec<&str> = steps.iter().map(|s| s["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["done", "failed", "skipped"], "{job}");
+    let error = steps[1]["error"].as_str().unwrap();
+    assert!(error.contains("quota exceeded") && error.contains("rolled back"), "{error}");
+    assert!(!dir.path().join("w-2.pid").exists(), "the half-made host was deleted");
+    assert_eq!(pool_hosts(&app).await, [("w-1".to_owned(), true)]);
+}
+
+#[tokio::test]
+async fn issue_17_a_receiver_names_one_pool_and_rancher_s_rules_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_pool(dir.path(), &[], false).await;
+    let create =
+        |config: Value| app.create_receiver(json!({"name": "h", "driver": "scaleHost", "scaleHostConfig": config}));
+    let (status, body) = create(json!({"hostSelector": {"zone": "a"}, "action": "up"})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("unknown_pool")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("w (pool=w)"), "{body}");
+    // Rancher's own tests send a deleteOption with "up": accepted, used on "down" only.
+    let (status, body) =
+        create(json!({"hostSelector": {"pool": "w"}, "action": "up", "deleteOption": "mostRecent"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) =
+        create(json!({"hostSelector": {"pool": "w"}, "action": "down", "deleteOption": "newest"})).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("scaleHostConfig.deleteOption")),
+        "{body}"
+    );
+    let (status, body) = create(json!({"hostSelector": {"pool": "w"}, "action": "up", "min": 3, "max": 2})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = create(json!({"hostSelector": {"pool": "w"}, "action": "sideways"})).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("scaleHostConfig.action")), "{body}");
+}
+
+/// hookd killed mid-creation: the restarted hookd clears the half-made host and makes it
+/// again; the pool ends with the hosts asked for, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_17_hookd_killed_mid_job_finishes_it_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app_with_pool(dir.path(), &[("HOSTS_SLOW", "2")], true).await;
+    let up = host_receiver(&app, "up", zone_a("up", 2, json!({}))).await;
+    let (status, answer) = app.trigger(&up).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let job_url = answer["jobUrl"].as_str().unwrap().to_owned();
+    let path = job_url.strip_prefix(&app.base).unwrap().to_owned();
+    let second_started =
+        eventually(Duration::from_secs(30), async || app.get(&path).await.1["hosts"]["steps"][1]["state"] == "running")
+            .await;
+    assert!(second_started);
+    app.kill9();
+    app.start_again().await;
+    let job = finished(&app, &format!("{}{path}", app.base)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(pool_hosts(&app).await, [("w-1".to_owned(), true), ("w-2".to_owned(), true)]);
+    let records = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"));
+    assert_eq!(records.count(), 2, "no host made twice");
 }

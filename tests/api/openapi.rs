@@ -153,6 +153,7 @@ async fn issue_13_the_openapi_document_matches_every_answer_the_server_gives() {
     Call::new(&app, M::GET, "/v1-webhooks/schemas/{id}", "/v1-webhooks/schemas/receiver").send(c).await;
     Call::new(&app, M::GET, "/v1-webhooks/schemas/{id}", "/v1-webhooks/schemas/nothing").send(c).await;
     Call::new(&app, M::GET, "/v1-webhooks/services", "/v1-webhooks/services").send(c).await;
+    Call::new(&app, M::GET, "/v1-webhooks/pools", "/v1-webhooks/pools").send(c).await;
     Call::new(&app, M::GET, "/v1-webhooks/services", "/v1-webhooks/services?projectId=nope").send(c).await;
 
     // Receivers: create, the errors of create, list, get, put, actions.

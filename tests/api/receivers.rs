@@ -111,7 +111,7 @@ async fn update_changes_the_config_and_keeps_the_url() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(err["code"], "driver_immutable");
     let (_, err) =
-        app.request(Method::PUT, &format!("/v1-webhooks/receivers/{id}"), Some(json!({"driver": "scaleHost"}))).await;
+        app.request(Method::PUT, &format!("/v1-webhooks/receivers/{id}"), Some(json!({"driver": "forwardPost"}))).await;
     assert_eq!(err["code"], "unknown_driver");
 }
 
@@ -162,7 +162,7 @@ async fn schemas_describe_receivers_and_drivers() {
     assert_eq!(scale["resourceFields"]["action"]["options"], json!(["up", "down"]));
     assert_eq!(scale["resourceFields"]["min"]["default"], 1);
     let receiver = schemas.iter().find(|s| s["id"] == "receiver").expect("receiver schema");
-    assert_eq!(receiver["resourceFields"]["driver"]["options"], json!(["scaleService", "serviceUpgrade"]));
+    assert_eq!(receiver["resourceFields"]["driver"]["options"], json!(["scaleService", "serviceUpgrade", "scaleHost"]));
     let (status, one) = app.get("/v1-webhooks/schemas/receiver").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one["id"], "receiver");

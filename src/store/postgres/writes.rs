@@ -9,9 +9,7 @@ use super::{
     },
     CHANNEL, RECEIVER_COLUMNS,
 };
-use crate::domain::{
-    now_millis, ApiTokenId, AuditId, Execution, Job, Millis, Outcome, ProjectName, Receiver, ReceiverId,
-};
+use crate::domain::{now_millis, ApiTokenId, AuditId, Execution, Job, Millis, ProjectName, Receiver, ReceiverId};
 
 /// A unique-index violation is the caller's conflict, named by `what`; anything else stays.
 fn unique(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
@@ -174,7 +172,7 @@ async fn record(tx: &mut Transaction<'_, Postgres>, e: &Execution) -> StoreResul
     .bind(e.effect.job().map(|j| j.as_bytes().to_vec()))
     .fetch_one(&mut **tx)
     .await?;
-    if let (Some(service), Outcome::Scaled, true) = (&e.service, e.outcome, e.is_decision()) {
+    if let (Some(service), true) = (&e.service, e.is_change()) {
         sqlx::query("INSERT INTO service_changes (service, at) VALUES ($1, $2)")
             .bind(service.as_str())
             .bind(e.at)

@@ -11,7 +11,7 @@ use std::{
     sync::{Mutex, RwLock},
 };
 
-use crate::domain::{Decided, DedupKey, Execution, Millis, Outcome, Receiver, ReceiverId, ServiceKey};
+use crate::domain::{Decided, DedupKey, Execution, Millis, Receiver, ReceiverId, ServiceKey};
 
 /// Most receivers kept in memory; past it, an arbitrary entry makes room.
 const RECEIVERS: usize = 100_000;
@@ -144,7 +144,7 @@ impl HistoryCache {
     /// A committed execution (writer thread only).
     pub fn recorded(&self, e: &Execution) {
         let decided = e.is_decision();
-        if let (Some(service), Outcome::Scaled, false) = (&e.service, e.outcome, e.dry_run) {
+        if let (Some(service), true) = (&e.service, e.is_change()) {
             self.fill_change(service, Some(e.at));
         }
         let Some(key) = e.dedup_key else { return };
@@ -178,7 +178,7 @@ impl Decisions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ExecutionId;
+    use crate::domain::{ExecutionId, Outcome};
 
     fn key(n: u8) -> DedupKey {
         DedupKey::from_digest(&[n; 32])

@@ -9,7 +9,7 @@ use super::super::{
     rows::{alerts_to_json, config_to_json, job_to_json, verify_to_json, ReceiverRow},
     ApiToken, AuditEntry, ReceiverEdit, SigningKey, StateWrite, StoreError, StoredProject,
 };
-use crate::domain::{now_millis, ApiTokenId, Execution, Job, Millis, Outcome, ProjectName, Receiver, ReceiverId};
+use crate::domain::{now_millis, ApiTokenId, Execution, Job, Millis, ProjectName, Receiver, ReceiverId};
 
 /// A write queued for the writer thread.
 pub enum Op {
@@ -260,7 +260,7 @@ pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
 /// Keeps the decision on the execution's dedup key: a new one replaces the last; an intent
 /// re-recorded as anything else (it failed) is no decision any more.
 fn record_decision(conn: &Connection, e: &Execution, replaced: bool) -> rusqlite::Result<()> {
-    if let (Some(service), Outcome::Scaled, true) = (&e.service, e.outcome, e.is_decision()) {
+    if let (Some(service), true) = (&e.service, e.is_change()) {
         conn.prepare_cached(
             "INSERT INTO service_changes (service, at) VALUES (?1, ?2) \
              ON CONFLICT (service) DO UPDATE SET at = max(at, excluded.at)",

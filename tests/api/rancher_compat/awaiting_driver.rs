@@ -15,7 +15,7 @@ fn scale_host(config: Value) -> Value {
 }
 
 #[tokio::test]
-#[ignore = "awaits the scaleHost driver (issue 17)"]
+#[ignore = "awaits a host pool in Rancher's test environment, and Rancher's sentences for scaleHost (issue 17)"]
 async fn test_webhook_create_and_execute_scale_host() {
     let app = env_and_service(1).await;
     let body = scale_host(
@@ -33,7 +33,7 @@ async fn test_webhook_create_and_execute_scale_host() {
 }
 
 #[tokio::test]
-#[ignore = "awaits the scaleHost driver (issue 17)"]
+#[ignore = "awaits a host pool in Rancher's test environment, and Rancher's sentences for scaleHost (issue 17)"]
 async fn test_webhook_create_invalid_min_max_action_scale_host() {
     let app = env_and_service(1).await;
     for (config, why) in [

@@ -1,0 +1,243 @@
+//! `scaleHost`: a trigger decides which hosts of a pool to add or remove and starts a job
+//! (202); the job creates or deletes them one after another through the pool's provider,
+//! rolls back a failed creation, and is resumed after a restart.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use super::{Draft, Engine, EngineError, Report, SERVICE_WAIT};
+use crate::{
+    domain::{
+        host::{HostDecision, ScaleHostConfig},
+        now_millis, Effect, Intent, Job, JobId, JobKind, JobState, JobStep, Notification, Outcome, ProjectName,
+        Rollout, ScaleAction, ServiceId, ServiceKey, SkipReason, StepState,
+    },
+    engine::TriggerPayload,
+    hosts::{Pool, Pools},
+    store::Store,
+};
+
+impl Engine {
+    pub fn pools(&self) -> &Pools {
+        &self.pools
+    }
+
+    /// The one pool of `project` whose selector `selector` includes, or why there is none.
+    pub fn pool_for(
+        &self,
+        project: &ProjectName,
+        selector: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Arc<Pool>, String> {
+        let pools = self.pools.for_selector(project, selector);
+        match pools.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => {
+                let known: Vec<String> = self
+                    .pools
+                    .of_project(project)
+                    .iter()
+                    .map(|p| {
+                        let labels: Vec<String> = p.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        format!("{} ({})", p.name, labels.join(", "))
+                    })
+                    .collect();
+                Err(match known.is_empty() {
+                    true => format!("project {project} has no host pools (declare one with [[host_pool]])"),
+                    false => format!(
+                        "hostSelector must include the selector of one of project {project}'s pools: {}",
+                        known.join("; ")
+                    ),
+                })
+            }
+            many => Err(format!(
+                "hostSelector matches {} pools ({}); add a label that tells them apart",
+                many.len(),
+                many.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+
+    pub(super) async fn scale_host(
+        &self,
+        config: &ScaleHostConfig,
+        mut draft: Draft<'_>,
+    ) -> Result<Report, EngineError> {
+        let receiver = draft.receiver;
+        let pool = match self.pool_for(&receiver.project, &config.selector) {
+            Ok(pool) => pool,
+            Err(why) => {
+                let failed = draft.build(Outcome::Failed, Effect::None, why, String::new());
+                return self.settle(failed).await;
+            }
+        };
+        let key = ServiceKey::new("pool", &ServiceId::parse(&pool.name).expect("a pool name is a name"));
+        draft.service = Some(key.clone());
+        let notification: Option<&Notification> = match &draft.request.payload {
+            TriggerPayload::Alertmanager(n) => Some(n),
+            _ => None,
+        };
+        let rules = config.rules(&pool.name);
+        let (direction, dedup) = match rules.intent(notification, draft.request.idempotency_key) {
+            Intent::Skip { reason, detail } => return self.settle(draft.skip(reason, detail)).await,
+            Intent::Step { direction, dedup } => (direction, dedup),
+        };
+        draft.dedup_key = dedup.map(|d| d.key);
+        let Some(_serialized) = self.locks.acquire(&key, SERVICE_WAIT).await? else {
+            return Err(EngineError::Busy(format!("host pool {}", pool.name)));
+        };
+        if !self.still_enabled(receiver).await? {
+            return self.settle(draft.skip(SkipReason::Disabled, "the receiver is disabled".into())).await;
+        }
+        let now = now_millis();
+        let history = crate::domain::History {
+            last_change: match rules.cooldown(direction, notification.is_some()) {
+                0 => None,
+                _ => self.store.last_change(&key).await?,
+            },
+            last_same: match &dedup {
+                Some(d) => {
+                    self.store.last_decided(receiver.id, &d.key, now - i64::from(d.window_seconds) * 1000).await?
+                }
+                None => None,
+            },
+        };
+        if let Some((reason, detail)) = rules.timing(direction, now, dedup.as_ref(), notification.is_some(), history) {
+            return self.settle(draft.skip(reason, detail)).await;
+        }
+        // One change of a pool at a time: hosts being made or removed are not counted yet.
+        let busy = self
+            .store
+            .running_jobs()
+            .await?
+            .into_iter()
+            .find(|j| matches!(&j.kind, JobKind::Hosts { pool: p, .. } if p == &pool.name));
+        if let Some(job) = busy {
+            let detail = format!("job {} is still changing the pool's hosts", job.id);
+            return self.settle(draft.skip(SkipReason::Cooldown, detail)).await;
+        }
+        let hosts = match pool.hosts().await {
+            Ok(hosts) => hosts,
+            Err(e) => {
+                let retry = matches!(e, crate::hosts::HostError::Unavailable(_));
+                let failed = draft.build(Outcome::Failed, Effect::None, e.to_string(), String::new());
+                self.store.record_execution(&failed, None).await?;
+                return Ok(Report { execution: failed, retry });
+            }
+        };
+        let taken: BTreeSet<String> = hosts.iter().map(|h| h.name.clone()).collect();
+        let (names, from, to) = match config.decide(direction, &hosts, (pool.min, pool.max), &pool.name, &taken) {
+            HostDecision::Unchanged { at, reason } => {
+                let unchanged =
+                    draft.build(Outcome::Unchanged, Effect::Scale { from: at, to: at }, reason, String::new());
+                return self.settle(unchanged).await;
+            }
+            HostDecision::Refused { at, reason } => {
+                let refused = draft.build(Outcome::Refused, Effect::Scale { from: at, to: at }, reason, String::new());
+                return self.settle(refused).await;
+            }
+            HostDecision::Create { from, to, names } | HostDecision::Delete { from, to, names } => (names, from, to),
+        };
+        let verb = if direction == ScaleAction::Up { "adding" } else { "removing" };
+        let reason = format!("{verb} {} host(s) of pool {}: {from} → {to}", names.len(), pool.name);
+        if draft.request.dry_run {
+            return self.settle(draft.build(Outcome::Started, Effect::None, reason, names.join(", "))).await;
+        }
+        let job = Job {
+            id: JobId::generate(),
+            receiver: receiver.id,
+            project: receiver.project.clone(),
+            execution: draft.id,
+            backend: pool.name.clone(),
+            kind: JobKind::Hosts { pool: pool.name.clone(), action: direction, labels: config.selector.clone() },
+            state: JobState::Running,
+            rollout: Rollout { batch_size: 1, interval_seconds: 0, start_first: false },
+            steps: names
+                .iter()
+                .map(|name| JobStep {
+                    service: ServiceId::parse(name).expect("host names are names"),
+                    from: String::new(),
+                    image: String::new(),
+                    state: StepState::Pending,
+                    updated: 0,
+                    total: 1,
+                    error: None,
+                    started: None,
+                    finished: None,
+                })
+                .collect(),
+            error: None,
+            created: now,
+            updated: now,
+            finished: None,
+        };
+        let execution = draft.build(Outcome::Started, Effect::Job(job.id), reason, names.join(", "));
+        self.store.save_job(&job, Some(&execution)).await?;
+        tracing::info!(job = %job.id, pool = %pool.name, hosts = job.steps.len(), "started a host job");
+        self.jobs.spawn(job);
+        Ok(Report { execution, retry: false })
+    }
+}
+
+/// Runs a host job's steps: each host created (a failure rolled back) or deleted.
+pub(super) async fn run(store: &dyn Store, pools: &Pools, mut job: Job) {
+    let JobKind::Hosts { pool, action, labels } = job.kind.clone() else { return };
+    let Some(pool) = pools.by_name(&pool).cloned() else {
+        job.fail(format!("the host pool {pool} is no longer configured"), now_millis());
+        super::jobs::save(store, &job).await;
+        return;
+    };
+    for index in 0..job.steps.len() {
+        let step = &mut job.steps[index];
+        if matches!(step.state, StepState::Done | StepState::Skipped | StepState::Failed) {
+            continue;
+        }
+        let resumed = step.state == StepState::Running;
+        step.state = StepState::Running;
+        step.started.get_or_insert(now_millis());
+        let name = step.service.to_string();
+        super::jobs::save(store, &job).await;
+        let result = match action {
+            ScaleAction::Up => {
+                if resumed {
+                    // A create cut short by a restart: clear whatever half of it was made.
+                    let _ = pool.provider.delete(&name).await;
+                }
+                match pool.provider.create(&name, &labels).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(match pool.provider.delete(&name).await {
+                        Ok(()) => format!("creating {name} failed: {e}; rolled back ({name} deleted)"),
+                        Err(r) => {
+                            format!("creating {name} failed: {e}; the rollback failed too, {name} may remain: {r}")
+                        }
+                    }),
+                }
+            }
+            ScaleAction::Down => pool.provider.delete(&name).await.map_err(|e| format!("deleting {name} failed: {e}")),
+        };
+        let now = now_millis();
+        let step = &mut job.steps[index];
+        step.finished = Some(now);
+        job.updated = now;
+        match result {
+            Ok(()) => {
+                step.state = StepState::Done;
+                step.updated = 1;
+                tracing::info!(job = %job.id, pool = %pool.name, host = %name, action = action.as_str(), "host done");
+            }
+            Err(why) => {
+                step.state = StepState::Failed;
+                step.error = Some(why.clone());
+                for later in job.steps.iter_mut().skip(index + 1) {
+                    later.state = StepState::Skipped;
+                    later.error = Some("not attempted: an earlier host failed".into());
+                }
+                tracing::warn!(job = %job.id, pool = %pool.name, error = %why, "host job failed");
+                job.fail(why, now);
+                super::jobs::save(store, &job).await;
+                return;
+            }
+        }
+        super::jobs::save(store, &job).await;
+    }
+    job.succeed(now_millis());
+    super::jobs::save(store, &job).await;
+}
