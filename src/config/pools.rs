@@ -106,12 +106,31 @@ pub fn validate(pools: &[HostPoolConfig], projects: &[ProjectConfig]) -> anyhow:
             }
             HostProviderKind::Swarm => {
                 missing("create", &pool.create)?;
+                // Removing a node that is still up leaves its machine running, unseen.
+                missing("delete", &pool.delete)?;
                 if !pool.list.is_empty() {
                     bail!(
                         "host pool {:?}: a swarm pool lists the swarm's nodes; `list` is for command pools",
                         pool.name
                     );
                 }
+            }
+        }
+    }
+    // No host may belong to two pools: a receiver of one would count, or delete, the
+    // other's hosts (another project's, even). Two selectors must disagree on some label.
+    for (i, a) in pools.iter().enumerate() {
+        for b in &pools[i + 1..] {
+            let disjoint = a.selector.iter().any(|(k, v)| b.selector.get(k).is_some_and(|w| w != v));
+            if !disjoint {
+                bail!(
+                    "host pools {:?} and {:?} could hold the same hosts: their selectors must give one label \
+                     different values (pool = \"{}\" and pool = \"{}\", say)",
+                    a.name,
+                    b.name,
+                    a.name,
+                    b.name
+                );
             }
         }
     }

@@ -105,6 +105,12 @@ impl ScaleHostConfig {
 
     pub fn validate(self) -> Result<Self, ValidationError> {
         let field = |name: &'static str, why: String| Err(ValidationError::new(name, why));
+        if self.selector.iter().any(|(k, v)| k.trim().is_empty() || k.len() > 253 || v.len() > 253) {
+            return field(
+                "scaleHostConfig.hostSelector",
+                "hostSelector labels need a key, and keys and values of at most 253 characters".into(),
+            );
+        }
         if self.selector.is_empty() {
             return field(
                 "scaleHostConfig.hostSelector",
@@ -126,9 +132,10 @@ impl ScaleHostConfig {
         Ok(self)
     }
 
-    /// Decides what a step in `direction` does to the pool's `hosts` (those the selector
-    /// picks), within this receiver's bounds and the pool's. `taken` holds every name in use
-    /// or reserved (hosts, and creations still pending): new names avoid them.
+    /// Decides what a step in `direction` does to the pool's `hosts`: the receiver's group
+    /// (those its selector picks) stays within its bounds, and the whole pool within the
+    /// pool's, whatever other receivers' groups hold. `taken` holds every name the provider
+    /// knows: new names avoid them.
     pub fn decide(
         &self,
         direction: ScaleAction,
@@ -139,12 +146,22 @@ impl ScaleHostConfig {
     ) -> HostDecision {
         let group: Vec<&HostInfo> = hosts.iter().filter(|h| selects(&self.selector, &h.labels)).collect();
         let at = group.len() as u32;
-        let (lo, hi) = (self.min.max(pool_bounds.0), self.max.min(pool_bounds.1));
+        let pool = hosts.len() as u32;
+        // The pool's bounds, as room this group has: the other groups' hosts count too.
+        let others = pool - at;
+        let hi = self.max.min(pool_bounds.1.saturating_sub(others));
+        let lo = self.min.max(pool_bounds.0.saturating_sub(others));
         match direction {
             ScaleAction::Up => {
                 let to = (at + self.amount).min(hi);
                 if to <= at {
-                    return HostDecision::Unchanged { at, reason: format!("the pool is at its maximum of {hi} hosts") };
+                    return HostDecision::Unchanged {
+                        at,
+                        reason: format!(
+                            "at the maximum: {hi} hosts here ({pool} in the pool, at most {})",
+                            pool_bounds.1
+                        ),
+                    };
                 }
                 if self.options.at_bound == AtBound::Refuse && at + self.amount > hi {
                     return HostDecision::Refused { at, reason: "Cannot scale above provided max scale value".into() };
@@ -154,13 +171,19 @@ impl ScaleHostConfig {
             ScaleAction::Down => {
                 let to = at.saturating_sub(self.amount).max(lo);
                 if to >= at {
-                    return HostDecision::Unchanged { at, reason: format!("the pool is at its minimum of {lo} hosts") };
+                    return HostDecision::Unchanged {
+                        at,
+                        reason: format!(
+                            "at the minimum: {lo} hosts here ({pool} in the pool, at least {})",
+                            pool_bounds.0
+                        ),
+                    };
                 }
                 if self.options.at_bound == AtBound::Refuse && at < lo + self.amount {
                     return HostDecision::Refused { at, reason: "Cannot scale below provided min scale value".into() };
                 }
                 let mut order = group.clone();
-                // Unhealthy first (the oldest of them first), then by deleteOption; ties by name.
+                // Unhealthy first, then by deleteOption (among both); ties by name.
                 order.sort_by(|a, b| {
                     let by_age = match self.delete_option {
                         DeleteOption::MostRecent => b.created.cmp(&a.created),
@@ -182,7 +205,7 @@ fn new_names(prefix: &str, taken: &BTreeSet<String>, count: usize) -> Vec<String
         .filter_map(|name| name.strip_prefix(prefix)?.strip_prefix('-')?.parse::<u64>().ok())
         .max()
         .unwrap_or(0);
-    (1..=count as u64).map(|i| format!("{prefix}-{}", highest + i)).filter(|n| !taken.contains(n)).collect()
+    (1..=count as u64).map(|i| format!("{prefix}-{}", highest.saturating_add(i))).collect()
 }
 
 #[cfg(test)]
@@ -269,6 +292,26 @@ mod tests {
         let refuse = ScaleHostConfig { options: ScaleOptions { at_bound: AtBound::Refuse, ..c.options }, ..c };
         let refused = refuse.decide(ScaleAction::Up, &hosts, (1, 3), "w", &taken(&hosts));
         assert!(matches!(refused, HostDecision::Refused { reason, .. } if reason.contains("max")));
+    }
+
+    /// Receivers with extra labels (zone a, zone b) share the pool's bounds: no group grows
+    /// the pool past its max or shrinks it below its min.
+    #[test]
+    fn the_pools_bounds_hold_for_the_whole_pool() {
+        let mut hosts = vec![host("w-1", 1, true), host("w-2", 2, true)];
+        for (name, at) in [("w-3", 3), ("w-4", 4)] {
+            let mut other = host(name, at, true);
+            other.labels.insert("zone".into(), "b".into());
+            hosts.push(other);
+        }
+        let c = config(ScaleAction::Up, 3, 1, 10);
+        let up = c.decide(ScaleAction::Up, &hosts, (1, 5), "w", &taken(&hosts));
+        assert_eq!(up, HostDecision::Create { from: 2, to: 3, names: vec!["w-5".into()] });
+        let full = c.decide(ScaleAction::Up, &hosts, (1, 4), "w", &taken(&hosts));
+        assert!(matches!(full, HostDecision::Unchanged { at: 2, .. }), "{full:?}");
+        let c = config(ScaleAction::Down, 2, 1, 10);
+        let down = c.decide(ScaleAction::Down, &hosts, (3, 10), "w", &taken(&hosts));
+        assert_eq!(down, HostDecision::Delete { from: 2, to: 1, names: vec!["w-2".into()] });
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (202); the job creates or deletes them one after another through the pool's provider,
 //! rolls back a failed creation, and is resumed after a restart.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::sync::Arc;
 
 use super::{Draft, Engine, EngineError, Report, SERVICE_WAIT};
 use crate::{
@@ -114,8 +114,8 @@ impl Engine {
             let detail = format!("job {} is still changing the pool's hosts", job.id);
             return self.settle(draft.skip(SkipReason::Cooldown, detail)).await;
         }
-        let hosts = match pool.hosts().await {
-            Ok(hosts) => hosts,
+        let (hosts, taken) = match pool.listing().await {
+            Ok(listing) => listing,
             Err(e) => {
                 let retry = matches!(e, crate::hosts::HostError::Unavailable(_));
                 let failed = draft.build(Outcome::Failed, Effect::None, e.to_string(), String::new());
@@ -123,7 +123,6 @@ impl Engine {
                 return Ok(Report { execution: failed, retry });
             }
         };
-        let taken: BTreeSet<String> = hosts.iter().map(|h| h.name.clone()).collect();
         let (names, from, to) = match config.decide(direction, &hosts, (pool.min, pool.max), &pool.name, &taken) {
             HostDecision::Unchanged { at, reason } => {
                 let unchanged =
@@ -197,18 +196,25 @@ pub(super) async fn run(store: &dyn Store, pools: &Pools, mut job: Job) {
         super::jobs::save(store, &job).await;
         let result = match action {
             ScaleAction::Up => {
-                if resumed {
-                    // A create cut short by a restart: clear whatever half of it was made.
-                    let _ = pool.provider.delete(&name).await;
-                }
-                match pool.provider.create(&name, &labels).await {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(match pool.provider.delete(&name).await {
-                        Ok(()) => format!("creating {name} failed: {e}; rolled back ({name} deleted)"),
-                        Err(r) => {
-                            format!("creating {name} failed: {e}; the rollback failed too, {name} may remain: {r}")
-                        }
+                // A create cut short by a restart: clear whatever half of it was made first;
+                // creating over a half-made host could make it twice.
+                let cleared = match resumed {
+                    true => pool.provider.delete(&name).await.map_err(|e| {
+                        format!("creating {name} was cut short by a restart, and clearing what it made failed: {e}")
                     }),
+                    false => Ok(()),
+                };
+                match cleared {
+                    Err(why) => Err(why),
+                    Ok(()) => match pool.provider.create(&name, &labels).await {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(match pool.provider.delete(&name).await {
+                            Ok(()) => format!("creating {name} failed: {e}; rolled back ({name} deleted)"),
+                            Err(r) => {
+                                format!("creating {name} failed: {e}; the rollback failed too, {name} may remain: {r}")
+                            }
+                        }),
+                    },
                 }
             }
             ScaleAction::Down => pool.provider.delete(&name).await.map_err(|e| format!("deleting {name} failed: {e}")),

@@ -70,6 +70,12 @@ impl Script {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        // hookd's own settings (a database URL, an admin token) are none of a script's business.
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(|k| k.starts_with("HOOKD_")) {
+                command.env_remove(key);
+            }
+        }
         for (key, value) in env {
             command.env(key, value);
         }
@@ -85,6 +91,8 @@ impl Script {
             .spawn()
             .map_err(|e| HostError::Failed(format!("the {what} command {program:?} could not start: {e}")))?;
         let pid = child.id().map(|p| p as i32);
+        // Dropped unfinished (a job given up, a client gone): the whole group goes.
+        let _group = Group(pid);
         let (mut stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
         let run = async {
             let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -112,6 +120,15 @@ impl Script {
             ))),
             Err(e) => Err(HostError::Failed(format!("the {what} command could not be waited for: {e}"))),
         }
+    }
+}
+
+/// Kills a script's process group when dropped.
+struct Group(Option<i32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        kill_group(self.0);
     }
 }
 

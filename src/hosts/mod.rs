@@ -9,7 +9,11 @@
 pub mod command;
 pub mod swarm;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use async_trait::async_trait;
 
@@ -53,8 +57,26 @@ pub struct Pool {
 impl Pool {
     /// The pool's hosts: those the provider lists that carry its selector.
     pub async fn hosts(&self) -> Result<Vec<HostInfo>, HostError> {
+        Ok(self.listing().await?.0)
+    }
+
+    /// The pool's hosts, and the name of every host the provider knows (in the pool or not:
+    /// new names avoid them all). A host whose name hookd cannot use is left out, with a warning.
+    pub async fn listing(&self) -> Result<(Vec<HostInfo>, BTreeSet<String>), HostError> {
         let all = self.provider.list().await?;
-        Ok(all.into_iter().filter(|h| crate::domain::host::selects(&self.selector, &h.labels)).collect())
+        let taken = all.iter().map(|h| h.name.clone()).collect();
+        let hosts = all
+            .into_iter()
+            .filter(|h| crate::domain::host::selects(&self.selector, &h.labels))
+            .filter(|h| {
+                let usable = crate::domain::ServiceId::parse(&h.name).is_ok();
+                if !usable {
+                    tracing::warn!(pool = %self.name, host = ?h.name, "a listed host has a name hookd cannot use; left out");
+                }
+                usable
+            })
+            .collect();
+        Ok((hosts, taken))
     }
 }
 
@@ -79,6 +101,7 @@ impl Pools {
                 )),
                 HostProviderKind::Swarm => Arc::new(swarm::SwarmProvider::new(
                     &c.name,
+                    &c.selector,
                     c.endpoint.as_deref(),
                     c.create.clone(),
                     c.delete.clone(),

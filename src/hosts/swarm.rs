@@ -2,11 +2,11 @@
 //!
 //! - **Up**: hookd runs the pool's `create` script with the swarm's worker join token and a
 //!   manager's address (`HOOKD_SWARM_JOIN_TOKEN`, `HOOKD_SWARM_MANAGER`, `HOOKD_HOST_NAME`).
-//!   The script starts a machine that joins and prints the new node's ID (its last line; when
-//!   it prints none, the node whose hostname is the host's name). hookd waits until the node
+//!   The script starts a machine that joins and prints the new node's ID (the last line that
+//!   is one; when it prints none, the node whose hostname is the host's name). hookd waits until the node
 //!   is ready, then names it and sets its labels, so it joins the pool.
-//! - **Down**: hookd drains the node, waits until no task runs there, runs the `delete`
-//!   script if there is one (it stops the machine), and removes the node.
+//! - **Down**: hookd drains the node, waits until every task there has stopped, runs the
+//!   `delete` script (it stops the machine), waits for the node to be down, and removes it.
 //!
 //! Managers are never part of a pool.
 
@@ -26,6 +26,8 @@ const POLL: Duration = Duration::from_millis(500);
 
 pub struct SwarmProvider {
     docker: Docker,
+    /// The pool's labels: hookd removes no node without them.
+    selector: BTreeMap<String, String>,
     endpoint: String,
     script: Script,
     create: Vec<String>,
@@ -35,6 +37,7 @@ pub struct SwarmProvider {
 impl SwarmProvider {
     pub fn new(
         pool: &str,
+        selector: &BTreeMap<String, String>,
         endpoint: Option<&str>,
         create: Vec<String>,
         delete: Vec<String>,
@@ -45,7 +48,8 @@ impl SwarmProvider {
             .or_else(|| std::env::var("DOCKER_HOST").ok())
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
         let docker = crate::backend::docker::connect(&endpoint)?;
-        Ok(Self { docker, endpoint, script: Script { pool: pool.to_owned(), timeout }, create, delete })
+        let script = Script { pool: pool.to_owned(), timeout };
+        Ok(Self { docker, selector: selector.clone(), endpoint, script, create, delete })
     }
 
     fn error(&self, e: bollard::errors::Error) -> HostError {
@@ -62,8 +66,14 @@ impl SwarmProvider {
         Ok(nodes.into_iter().filter(|n| role(n) != Some(NodeSpecRoleEnum::MANAGER)).collect())
     }
 
+    /// The pool's node named `name`: a node without the pool's labels is never touched.
     async fn find(&self, name: &str) -> Result<Option<Node>, HostError> {
-        Ok(self.workers().await?.into_iter().find(|n| node_name(n) == name))
+        let in_pool = |n: &Node| {
+            let labels: BTreeMap<String, String> =
+                n.spec.as_ref().and_then(|s| s.labels.clone()).unwrap_or_default().into_iter().collect();
+            crate::domain::host::selects(&self.selector, &labels)
+        };
+        Ok(self.workers().await?.into_iter().find(|n| node_name(n) == name && in_pool(n)))
     }
 
     /// Waits until `check` holds for the node `id`, up to the pool's timeout.
@@ -93,13 +103,25 @@ impl SwarmProvider {
         self.docker.update_node(&id, spec, UpdateNodeOptions { version }).await.map_err(|e| self.error(e))
     }
 
-    async fn running_tasks(&self, id: &str) -> Result<usize, HostError> {
-        let filters = HashMap::from([
-            ("node".to_owned(), vec![id.to_owned()]),
-            ("desired-state".to_owned(), vec!["running".to_owned()]),
-        ]);
+    /// Tasks on the node that have not stopped yet: a drained node's tasks are told to
+    /// shut down at once, and stop within their grace period.
+    async fn live_tasks(&self, id: &str) -> Result<usize, HostError> {
+        use bollard::models::TaskState;
+        let filters = HashMap::from([("node".to_owned(), vec![id.to_owned()])]);
         let tasks = self.docker.list_tasks(Some(ListTasksOptions { filters: Some(filters) })).await;
-        Ok(tasks.map_err(|e| self.error(e))?.len())
+        let stopped = [
+            TaskState::COMPLETE,
+            TaskState::SHUTDOWN,
+            TaskState::FAILED,
+            TaskState::REJECTED,
+            TaskState::REMOVE,
+            TaskState::ORPHANED,
+        ];
+        Ok(tasks
+            .map_err(|e| self.error(e))?
+            .iter()
+            .filter(|t| t.status.as_ref().and_then(|s| s.state).is_some_and(|s| !stopped.contains(&s)))
+            .count())
     }
 
     /// Creates the machine, waits for its node and names it; the caller rolls back on error.
@@ -121,8 +143,13 @@ impl SwarmProvider {
             ("HOOKD_SWARM_JOIN_TOKEN", token),
             ("HOOKD_SWARM_MANAGER", manager),
         ];
-        let out = self.script.run("create", &self.create, &env).await?;
-        let id = match out.lines().map(str::trim).rfind(|l| !l.is_empty()) {
+        let out = self.script.run("create", &self.create, &env).await.map_err(|e| match e {
+            // `set -x` in a script would print the join token.
+            HostError::Failed(why) => HostError::Failed(why.replace(&env[2].1, "<join token>")),
+            other => other,
+        })?;
+        let node_id = |l: &&str| l.len() == 25 && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let id = match out.lines().map(str::trim).rfind(node_id) {
             Some(id) => id.to_owned(),
             None => {
                 let nodes = self.workers().await?;
@@ -197,7 +224,7 @@ impl HostProvider for SwarmProvider {
         let id = node.id.clone().unwrap_or_default();
         self.update(&node, |spec| spec.availability = Some(NodeSpecAvailabilityEnum::DRAIN)).await?;
         let deadline = tokio::time::Instant::now() + self.script.timeout;
-        while self.running_tasks(&id).await? > 0 {
+        while self.live_tasks(&id).await? > 0 {
             if tokio::time::Instant::now() > deadline {
                 return Err(HostError::Failed(format!(
                     "the tasks of {name} did not move within {} s; the node stays drained",

@@ -145,14 +145,26 @@ fn issue_17_pool_configs_are_checked_at_start() {
     assert!(err.contains("needs `delete`"), "{err}");
     let err = parse(&format!("{base}provider = \"swarm\"\n")).unwrap_err();
     assert!(err.contains("needs `create`"), "{err}");
+    let err = parse(&format!("{base}provider = \"swarm\"\ncreate = [\"x\"]\n")).unwrap_err();
+    assert!(err.contains("needs `delete`"), "{err}");
+    let two = "provider = \"swarm\"\ncreate = [\"x\"]\ndelete = [\"y\"]\n";
+    let overlapping =
+        format!("{base}{two}[[host_pool]]\nname = \"gpu\"\nselector = {{ pool = \"w\", gpu = \"yes\" }}\n{two}");
+    let err = parse(&overlapping).unwrap_err();
+    assert!(err.contains("could hold the same hosts"), "{err}");
+    parse(&overlapping.replace("pool = \"w\", gpu", "pool = \"g\", gpu")).unwrap();
     let err =
         parse("[[host_pool]]\nname = \"w\"\nselector = {}\nprovider = \"swarm\"\ncreate = [\"x\"]\n").unwrap_err();
     assert!(err.contains("selector"), "{err}");
-    let err = parse(&format!("{base}provider = \"swarm\"\ncreate = [\"x\"]\nproject = \"nope\"\n")).unwrap_err();
+    let err = parse(&format!("{base}provider = \"swarm\"\ncreate = [\"x\"]\ndelete = [\"y\"]\nproject = \"nope\"\n"))
+        .unwrap_err();
     assert!(err.contains("project \"nope\""), "{err}");
     let err = parse(&format!("{base}provider = \"cloud\"\n")).unwrap_err();
     assert!(err.contains("cloud"), "{err}");
-    parse(&format!("{base}provider = \"swarm\"\ncreate = [\"/usr/local/bin/join\"]\nmin = 0\nmax = 3\n")).unwrap();
+    parse(&format!(
+        "{base}provider = \"swarm\"\ncreate = [\"/usr/local/bin/join\"]\ndelete = [\"x\"]\nmin = 0\nmax = 3\n"
+    ))
+    .unwrap();
 }
 
 /// hookd whose project `default` has the command pool `w` (hosts in `dir`), bounds 1..4.
