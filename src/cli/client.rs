@@ -511,6 +511,47 @@ pub async fn executions(args: ExecutionsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `k=v, k=v` of a JSON object of strings.
+fn pairs(labels: &Value) -> String {
+    let pairs: Vec<String> = labels
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    pairs.join(", ")
+}
+
+/// `hookd pools`: each host pool of the project, then its hosts.
+pub async fn pools(args: ServicesArgs) -> anyhow::Result<()> {
+    let path = format!("/v1-webhooks/pools?projectId={}", args.project);
+    let Some(data) = fetch_list(&args.client, &path, args.json).await? else { return Ok(()) };
+    for pool in &data {
+        println!(
+            "pool {}  ({}, {}, {}..{} hosts)",
+            str_of(pool, "name"),
+            str_of(pool, "provider"),
+            pairs(&pool["selector"]),
+            pool["min"],
+            pool["max"]
+        );
+        if let Some(error) = pool["error"].as_str() {
+            println!("  cannot list its hosts: {error}");
+        }
+        for host in pool["hosts"].as_array().into_iter().flatten() {
+            let health = if host["healthy"] == true { "healthy" } else { "unhealthy" };
+            println!(
+                "  {:<24}  {:<9}  {:<24}  {}",
+                str_of(host, "name"),
+                health,
+                str_of(host, "created"),
+                pairs(&host["labels"])
+            );
+        }
+    }
+    Ok(())
+}
+
 pub async fn services(args: ServicesArgs) -> anyhow::Result<()> {
     let path = format!("/v1-webhooks/services?projectId={}", args.project);
     let Some(data) = fetch_list(&args.client, &path, args.json).await? else { return Ok(()) };

@@ -40,6 +40,23 @@ pub struct JobArgs {
 }
 
 fn print_job(job: &Value) {
+    if let Some(hosts) = job["hosts"].as_object() {
+        let pool = hosts["pool"].as_str().unwrap_or_default();
+        println!("job {}  {}  (hosts of pool {pool})", str_of(job, "id"), str_of(job, "state"));
+        for h in hosts["steps"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<24}  {:<6}  {:<8}  {}",
+                str_of(h, "name"),
+                str_of(h, "action"),
+                str_of(h, "state"),
+                str_of(h, "error")
+            );
+        }
+        if let Some(error) = job["error"].as_str() {
+            println!("  failed: {error}");
+        }
+        return;
+    }
     println!("job {}  {}  ({} replicas at a time)", str_of(job, "id"), str_of(job, "state"), job["batchSize"]);
     for s in job["services"].as_array().into_iter().flatten() {
         println!(
@@ -68,9 +85,10 @@ pub async fn run(command: JobsCommand) -> anyhow::Result<()> {
                 print_json(&page["data"]);
                 return Ok(());
             }
-            println!("{:<32}  {:<9}  {:<24}  SERVICES", "JOB", "STATE", "CREATED");
+            println!("{:<32}  {:<9}  {:<24}  SERVICES/HOSTS", "JOB", "STATE", "CREATED");
             for job in page["data"].as_array().into_iter().flatten() {
-                let services = job["services"].as_array().map_or(0, Vec::len);
+                let services = job["services"].as_array().map_or(0, Vec::len)
+                    + job["hosts"]["steps"].as_array().map_or(0, Vec::len);
                 println!(
                     "{:<32}  {:<9}  {:<24}  {services}",
                     str_of(job, "id"),
@@ -107,7 +125,8 @@ pub async fn run(command: JobsCommand) -> anyhow::Result<()> {
                     Err(e) => return Err(e),
                 };
                 unreachable = 0;
-                if job["services"] != last["services"] || job["state"] != last["state"] {
+                let moved = job["services"] != last["services"] || job["hosts"] != last["hosts"];
+                if moved || job["state"] != last["state"] {
                     if args.json {
                         print_json(&job);
                     } else {

@@ -36,6 +36,8 @@ enum Command {
     Executions(client::ExecutionsArgs),
     /// List the services of a project's backend with their current scale.
     Services(client::ServicesArgs),
+    /// List a project's host pools and their hosts (scaleHost).
+    Pools(client::ServicesArgs),
     /// Follow long actions (upgrades): list, get, watch.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -95,6 +97,7 @@ pub fn main() -> ExitCode {
             Command::Trigger(args) => client::trigger(args).await,
             Command::Executions(args) => client::executions(args).await,
             Command::Services(args) => client::services(args).await,
+            Command::Pools(args) => client::pools(args).await,
             Command::Jobs(cmd) => jobs::run(cmd).await,
             Command::Tokens(cmd) => access::tokens(cmd).await,
             Command::Projects(cmd) => access::projects(cmd).await,

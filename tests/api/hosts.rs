@@ -236,6 +236,17 @@ async fn issue_17_scale_host_adds_and_removes_real_hosts_through_jobs() {
     let (status, answer) = app.trigger(&down).await;
     assert_eq!((status, answer["outcome"].as_str()), (StatusCode::OK, Some("unchanged")), "at min: {answer}");
     assert_eq!(pool_hosts(&app).await, [("w-4".to_owned(), true)]);
+
+    // The CLI shows the pool, its hosts, and a host job.
+    let (ok, out, err) = crate::cli::hookd(&app, &["pools"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("pool w  (command, pool=w, 1..4 hosts)") && out.contains("w-4") && out.contains("zone=a"),
+        "{out}"
+    );
+    let (ok, out, err) = crate::cli::hookd(&app, &["jobs", "get", job["id"].as_str().unwrap()]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("(hosts of pool w)") && out.contains("w-1") && out.contains("create"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
