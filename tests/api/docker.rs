@@ -232,6 +232,24 @@ pub async fn compose_down(host: &str, file: &std::path::Path, project: &str) {
             return;
         }
         last = String::from_utf8_lossy(&output.stderr).into_owned();
+        // The engine can keep a stale endpoint of a removed container (a known Docker
+        // fault): disconnect whatever the network still names, by force, and retry.
+        if last.contains("has active endpoints") {
+            let network = format!("{project}_default");
+            let listed = tokio::process::Command::new("docker")
+                .args(["network", "inspect", &network, "--format", "{{range .Containers}}{{.Name}} {{end}}"])
+                .env("DOCKER_HOST", host)
+                .output()
+                .await
+                .expect("docker runs");
+            for endpoint in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
+                let _ = tokio::process::Command::new("docker")
+                    .args(["network", "disconnect", "-f", &network, endpoint])
+                    .env("DOCKER_HOST", host)
+                    .output()
+                    .await;
+            }
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     panic!("docker-compose down failed: {last}");
