@@ -3,8 +3,8 @@
 //! - **Up**: hookd runs the pool's `create` script with the swarm's worker join token and a
 //!   manager's address (`HOOKD_SWARM_JOIN_TOKEN`, `HOOKD_SWARM_MANAGER`, `HOOKD_HOST_NAME`).
 //!   The script starts a machine that joins and prints the new node's ID (the last line that
-//!   is one; when it prints none, the node whose hostname is the host's name). hookd waits until the node
-//!   is ready, then names it and sets its labels, so it joins the pool.
+//!   is one; when it prints none, the node whose hostname is the host's name). hookd names the
+//!   node and sets its labels, so it joins the pool, then waits until it is ready.
 //! - **Down**: hookd drains the node, waits until every task there has stopped, runs the
 //!   `delete` script (it stops the machine), waits for the node to be down, and removes it.
 //!
@@ -159,14 +159,17 @@ impl SwarmProvider {
                 })?
             }
         };
-        let ready = |n: &Node| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY);
-        let node = self.wait_for(&id, "ready", ready).await?;
+        // Named and labelled as soon as the manager knows it: a rollback (`delete` by name)
+        // then finds a node that never became ready.
+        let node = self.wait_for(&id, "known to the manager", |_| true).await?;
         let labels = labels.clone();
         self.update(&node, |spec| {
             spec.name = Some(name.to_owned());
             spec.labels.get_or_insert_with(HashMap::new).extend(labels);
         })
-        .await
+        .await?;
+        let ready = |n: &Node| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY);
+        self.wait_for(&id, "ready", ready).await.map(drop)
     }
 }
 

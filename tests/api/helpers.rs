@@ -4,7 +4,7 @@ use std::{path::Path, time::Duration};
 
 use hookd::{
     auth::generate_token,
-    config::{BackendConfig, BackendKind, Config, LocalServiceConfig, Secret},
+    config::{BackendConfig, BackendKind, Config, HostProviderKind, LocalServiceConfig, Secret},
     server::App,
 };
 use reqwest::{Method, StatusCode};
@@ -126,18 +126,25 @@ fn config_toml(config: &Config) -> String {
         let argv = |v: &[String]| v.iter().map(|a| quote(a)).collect::<Vec<_>>().join(", ");
         let selector: Vec<String> = p.selector.iter().map(|(k, v)| format!("{} = {}", quote(k), quote(v))).collect();
         toml += &format!(
-            "[[host_pool]]\nname = {}\nproject = {}\nselector = {{ {} }}\nmin = {}\nmax = {}\nprovider = \"command\"\n\
+            "[[host_pool]]\nname = {}\nproject = {}\nselector = {{ {} }}\nmin = {}\nmax = {}\nprovider = \"{}\"\n\
              list = [{}]\ncreate = [{}]\ndelete = [{}]\ntimeout_seconds = {}\n",
             quote(&p.name),
             quote(&p.project),
             selector.join(", "),
             p.min,
             p.max,
+            match p.provider {
+                HostProviderKind::Command => "command",
+                HostProviderKind::Swarm => "swarm",
+            },
             argv(&p.list),
             argv(&p.create),
             argv(&p.delete),
             p.timeout_seconds,
         );
+        if let Some(endpoint) = &p.endpoint {
+            toml += &format!("endpoint = {}\n", quote(endpoint));
+        }
     }
     for b in &config.backends {
         let kind = b.kind.as_str();

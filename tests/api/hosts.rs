@@ -1,6 +1,6 @@
-//! Host pools (issue 17): providers against real hosts. So far the `command` provider, with
-//! scripts whose hosts are real processes (tests/fixtures/hosts/), and the decision on what
-//! they list.
+//! Host pools (issue 17): the `command` provider, with scripts whose hosts are real
+//! processes (tests/fixtures/hosts/), and the decision on what they list. The `swarm`
+//! provider's test is `swarm_hosts.rs`.
 
 use std::{collections::BTreeMap, collections::BTreeSet, path::Path, time::Duration};
 

@@ -31,6 +31,7 @@ mod receivers;
 mod replicas;
 mod sender_verification;
 mod store_contract;
+mod swarm_hosts;
 mod trigger;
 mod ui;
 mod upgrade;

@@ -3,7 +3,7 @@
 //! `validation` ports `rancher/validation-tests`' `test_webhook_scale_service.py` (the 1.4
 //! `test_webhook.py` holds the same tests); `service` ports the Go tests of
 //! `rancher/webhook-service` (branch v1.6, `service/*_test.go`); `ui` replays the requests
-//! the Rancher 1.6 UI makes; `awaiting_driver` holds the tests of drivers hookd lacks yet.
+//! the Rancher 1.6 UI makes; `awaiting_driver` holds the tests of the driver hookd lacks.
 //! Each keeps Rancher's test name and intent. What depended on Cattle is adapted: a
 //! Rancher "environment" is the project `default`, a Cattle service is a local service
 //! (`web`, started at the scale the test needs), and `client.update(service, scale=n)` is
@@ -15,6 +15,7 @@
 //! `rancher/none`) have no counterpart in Docker or the local backend.
 
 mod awaiting_driver;
+mod scale_host;
 mod service;
 mod ui;
 mod upgrade;
