@@ -45,7 +45,7 @@ async function api(method, path, body) {
   return data;
 }
 
-const KINDS = { scaleService: "Scale a Service" };
+const KINDS = { scaleService: "Scale a Service", scaleHost: "Scale Hosts" };
 // Drivers the API has that this form cannot edit yet: shown, not offered.
 const SHOWN_KINDS = { ...KINDS, serviceUpgrade: "Upgrade Services" };
 
@@ -222,41 +222,51 @@ function cooldownText(seconds, alertDefault) {
   return seconds == null ? `${alertDefault} s for alerts, none for plain POSTs` : `${seconds} s`;
 }
 
-async function formPage(id, cloneId) {
-  const services = (await api("GET", "/v1-webhooks/services")).data;
-  const source = id || cloneId ? await api("GET", `/v1-webhooks/receivers/${id || cloneId}`) : null;
-  const c = source ? source.scaleServiceConfig : { action: "up", amount: 1, min: 1, max: 10, cooldownUpSeconds: null, cooldownDownSeconds: null, dedupSeconds: 600, onResolved: "ignore" };
+function formValue(form, n) {
+  return form.elements[n].value;
+}
+
+function formInt(form, n) {
+  return formValue(form, n) === "" ? undefined : Number(formValue(form, n));
+}
+
+// What every receiver form has: name, kind, action, the safety options, the buttons.
+function formBase(source, id, cloneId, driver, c) {
   const editing = Boolean(id);
   const name = h("input", { type: "text", id: "f-name", name: "name", required: true, maxlength: 128, placeholder: "e.g. scale-web", value: editing ? source.name : cloneId ? `${source.name}-copy` : "" });
-  const kind = h("select", { id: "f-driver", name: "driver", disabled: editing },
-    Object.entries(KINDS).map(([value, text]) => h("option", { value, text, selected: (source?.driver || "scaleService") === value })));
+  // Another kind is another form: a new receiver of that kind.
+  const kind = h("select", { id: "f-driver", name: "driver", disabled: editing, onchange: () => (location.hash = `#/receivers/new?kind=${kind.value}`) },
+    Object.entries(KINDS).map(([value, text]) => h("option", { value, text, selected: driver === value })));
   const radio = (value, text) => h("label", {}, h("input", { type: "radio", name: "action", value, checked: c.action === value }), ` ${text}`);
   const action = h("div", { class: "field", "data-field": "action" },
     h("fieldset", {}, h("legend", { text: "Action" }), radio("up", "Scale Up"), radio("down", "Scale Down")),
     h("span", { class: "error", "data-error-for": "action" }));
-  const service = h("select", { id: "f-serviceId", name: "serviceId", required: true },
-    h("option", { value: "", text: "Choose a service" }),
-    services.map((s) => h("option", { value: s.id, selected: c.serviceId === s.id, text: `${s.name} (scale ${s.scale})` })));
   const onResolved = h("select", { id: "f-onResolved", name: "onResolved" },
     h("option", { value: "ignore", text: "Ignore (recommended)", selected: c.onResolved === "ignore" }),
     h("option", { value: "reverse", text: "Reverse one step", selected: c.onResolved === "reverse" }));
-  const allowAutoscaler = h("input", { type: "checkbox", id: "f-allowAutoscaler", name: "allowAutoscaler", checked: Boolean(c.allowAutoscaler) });
-  const form = h("form", { class: "grid", novalidate: true, "data-test": "receiver-form" },
-    field("name", "Name", name),
-    field("driver", "Kind", kind),
-    action,
-    field("serviceId", "Target Service", service),
-    field("amount", "By", numberInput("amount", c.amount, 1), "Containers added or removed per trigger"),
-    field("min", "Minimum Scale", numberInput("min", c.min, 1)),
-    field("max", "Maximum Scale", numberInput("max", c.max, 2)),
-    field("cooldownUpSeconds", "Cooldown up (s)", numberInput("cooldownUpSeconds", c.cooldownUpSeconds, 0, "alerts 0, POSTs none"), "Wait after the service's last change; empty: only alerts wait"),
+  const safety = [
+    field("cooldownUpSeconds", "Cooldown up (s)", numberInput("cooldownUpSeconds", c.cooldownUpSeconds, 0, "alerts 0, POSTs none"), "Wait after the last change; empty: only alerts wait"),
     field("cooldownDownSeconds", "Cooldown down (s)", numberInput("cooldownDownSeconds", c.cooldownDownSeconds, 0, "alerts 300, POSTs none")),
     field("onResolved", "On resolved alerts", onResolved),
     field("dedupSeconds", "Duplicate window (s)", numberInput("dedupSeconds", c.dedupSeconds), "A notification already acted on within it is skipped"),
-    field("allowAutoscaler", "Alongside an autoscaler", allowAutoscaler, "Scale even though an autoscaler (a Kubernetes HPA) scales this service too"),
-    h("div", { class: "actions field wide" },
-      h("button", { type: "submit", class: "btn", "data-test": "save", text: editing ? "Save" : "Create" }),
-      h("a", { class: "btn secondary", href: editing ? `#/receivers/${id}` : "#/receivers", text: "Cancel" })));
+  ];
+  const buttons = h("div", { class: "actions field wide" },
+    h("button", { type: "submit", class: "btn", "data-test": "save", text: editing ? "Save" : "Create" }),
+    h("a", { class: "btn secondary", href: editing ? `#/receivers/${id}` : "#/receivers", text: "Cancel" }));
+  const title = editing ? `Edit ${source.name}` : cloneId ? `Clone ${source.name}` : "Add Receiver";
+  return { editing, name, kind, action, safety, buttons, title };
+}
+
+function safetyValues(form) {
+  return {
+    action: form.querySelector("input[name=action]:checked")?.value,
+    cooldownUpSeconds: formInt(form, "cooldownUpSeconds"), cooldownDownSeconds: formInt(form, "cooldownDownSeconds"),
+    dedupSeconds: formInt(form, "dedupSeconds"), onResolved: formValue(form, "onResolved"),
+  };
+}
+
+// Shows the form; on submit saves what `config()` builds, and puts an error at its field.
+function showForm(base, id, form, configKey, config) {
   const alertSlot = h("div", {});
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -264,24 +274,14 @@ async function formPage(id, cloneId) {
     form.querySelectorAll(".field.invalid").forEach((f) => f.classList.remove("invalid"));
     form.querySelectorAll("[aria-invalid]").forEach((e) => e.removeAttribute("aria-invalid"));
     form.querySelectorAll("[data-error-for]").forEach((e) => (e.textContent = ""));
-    const value = (n) => form.elements[n].value;
-    const int = (n) => (value(n) === "" ? undefined : Number(value(n)));
-    const body = {
-      name: value("name"), driver: kind.value,
-      scaleServiceConfig: {
-        serviceId: value("serviceId") || undefined, action: form.querySelector("input[name=action]:checked")?.value,
-        amount: int("amount"), min: int("min"), max: int("max"), cooldownUpSeconds: int("cooldownUpSeconds"),
-        cooldownDownSeconds: int("cooldownDownSeconds"), dedupSeconds: int("dedupSeconds"), onResolved: value("onResolved"),
-        allowAutoscaler: form.elements.allowAutoscaler.checked,
-      },
-    };
     try {
-      const saved = editing
+      const body = { name: formValue(form, "name"), driver: base.kind.value, [configKey]: config() };
+      const saved = base.editing
         ? await api("PUT", `/v1-webhooks/receivers/${id}`, body)
         : await api("POST", "/v1-webhooks/receivers", body);
       location.hash = `#/receivers/${saved.id}`;
     } catch (err) {
-      const key = (err.field || "").replace("scaleServiceConfig.", "");
+      const key = (err.field || "").replace(`${configKey}.`, "");
       const slot = key && form.querySelector(`[data-error-for="${key}"]`);
       if (slot) {
         slot.textContent = err.message;
@@ -293,9 +293,36 @@ async function formPage(id, cloneId) {
       }
     }
   });
-  const title = editing ? `Edit ${source.name}` : cloneId ? `Clone ${source.name}` : "Add Receiver";
-  show(h("div", { class: "head" }, h("h1", { text: title })), alertSlot, h("section", { class: "panel" }, form));
-  name.focus();
+  show(h("div", { class: "head" }, h("h1", { text: base.title })), alertSlot, h("section", { class: "panel" }, form));
+  base.name.focus();
+}
+
+async function formPage(id, cloneId, kindParam) {
+  const source = id || cloneId ? await api("GET", `/v1-webhooks/receivers/${id || cloneId}`) : null;
+  const driver = source?.driver || (KINDS[kindParam] ? kindParam : "scaleService");
+  if (driver === "scaleHost") return hostFormPage(source, id, cloneId);
+  const services = (await api("GET", "/v1-webhooks/services")).data;
+  const c = source ? source.scaleServiceConfig : { action: "up", amount: 1, min: 1, max: 10, cooldownUpSeconds: null, cooldownDownSeconds: null, dedupSeconds: 600, onResolved: "ignore" };
+  const base = formBase(source, id, cloneId, driver, c);
+  const service = h("select", { id: "f-serviceId", name: "serviceId", required: true },
+    h("option", { value: "", text: "Choose a service" }),
+    services.map((s) => h("option", { value: s.id, selected: c.serviceId === s.id, text: `${s.name} (scale ${s.scale})` })));
+  const allowAutoscaler = h("input", { type: "checkbox", id: "f-allowAutoscaler", name: "allowAutoscaler", checked: Boolean(c.allowAutoscaler) });
+  const form = h("form", { class: "grid", novalidate: true, "data-test": "receiver-form" },
+    field("name", "Name", base.name),
+    field("driver", "Kind", base.kind),
+    base.action,
+    field("serviceId", "Target Service", service),
+    field("amount", "By", numberInput("amount", c.amount, 1), "Containers added or removed per trigger"),
+    field("min", "Minimum Scale", numberInput("min", c.min, 1)),
+    field("max", "Maximum Scale", numberInput("max", c.max, 2)),
+    base.safety,
+    field("allowAutoscaler", "Alongside an autoscaler", allowAutoscaler, "Scale even though an autoscaler (a Kubernetes HPA) scales this service too"),
+    base.buttons);
+  showForm(base, id, form, "scaleServiceConfig", () => ({
+    serviceId: formValue(form, "serviceId") || undefined, amount: formInt(form, "amount"), min: formInt(form, "min"),
+    max: formInt(form, "max"), allowAutoscaler: form.elements.allowAutoscaler.checked, ...safetyValues(form),
+  }));
 }
 
 function historyTable(executions) {
@@ -333,6 +360,8 @@ function configRows(r) {
       row("Tag", `${u.tag || "any"} (${u.tagPolicy}${u.semverBound && u.tagPolicy === "semver" ? `, up to a ${u.semverBound} step` : ""})`),
       row("Repository", u.repository || "the one each service runs"),
       row("Rollout", `${u.batchSize} at a time, ${u.intervalMillis} s apart${u.startFirst ? ", new before old" : ""}`));
+  } else if (r.driver === "scaleHost") {
+    rows.push(...hostConfigRows(r.scaleHostConfig, row));
   } else {
     const c = r.scaleServiceConfig;
     rows.push(row("Service", c.serviceId),
@@ -348,13 +377,14 @@ function configRows(r) {
 async function receiverPage(id) {
   const r = await api("GET", `/v1-webhooks/receivers/${id}`);
   const upgrade = r.driver === "serviceUpgrade";
+  const hosts = r.driver === "scaleHost";
   const readOnly = session.role === "read-only";
   const result = h("div", { "data-test": "trigger-result", "aria-live": "polite" });
   const fire = async (dry) => {
     const response = await fetch(r.url + (dry ? "&dryRun=1" : ""), { method: "POST" });
     const body = await response.json();
     result.replaceChildren(h("div", { class: "notice" },
-      `${dry ? "Dry run: " : ""}${body.outcome}${body.from !== undefined && body.from !== null ? ` ${body.from} → ${body.to}` : ""}: ${body.message || body.reason}`));
+      `${dry ? "Dry run: " : ""}${body.outcome}${body.from !== undefined && body.from !== null ? ` ${body.from} → ${body.to}` : ""}: ${body.message || body.reason || (body.jobUrl ? "a job runs it" : "")}`));
     refresh();
   };
   const history = h("div", {});
@@ -362,7 +392,10 @@ async function receiverPage(id) {
   const refresh = async () => {
     const page = await api("GET", `/v1-webhooks/receivers/${id}/executions?limit=50`);
     history.replaceChildren(historyTable(page.data));
-    if (upgrade) jobs.replaceChildren(jobsTable((await api("GET", `/v1-webhooks/receivers/${id}/jobs`)).data));
+    if (upgrade || hosts) {
+      const data = (await api("GET", `/v1-webhooks/receivers/${id}/jobs`)).data;
+      jobs.replaceChildren(upgrade ? jobsTable(data) : hostJobsTable(data));
+    }
   };
   const snippet = h("pre", { class: "snippet", "data-test": "snippet" });
   show(
@@ -386,7 +419,7 @@ async function receiverPage(id) {
             h("button", { type: "button", class: "btn", "data-test": "send-test", text: "Send test trigger", onclick: () => fire(false) }),
             h("button", { type: "button", class: "btn secondary", "data-test": "dry-run", text: "Dry run", onclick: () => fire(true) })),
         result)),
-    upgrade && h("section", { class: "panel" }, h("h2", { text: "Upgrades" }), jobs),
+    (upgrade || hosts) && h("section", { class: "panel" }, h("h2", { text: upgrade ? "Upgrades" : "Host changes" }), jobs),
     h("section", { class: "panel" }, h("h2", { text: "Execution history" }), history),
     r.url && !upgrade && h("section", { class: "panel" }, h("h2", { text: "Alertmanager configuration" }),
       h("p", { class: "muted", text: "Paste this into alertmanager.yml. It contains the trigger URL: keep it secret." }), snippet));
@@ -479,7 +512,8 @@ async function route() {
     if (parts[0] === "signin") signInPage();
     else if (parts[0] === "services") await servicesPage();
     else if (parts[0] === "audit") await auditPage();
-    else if (parts[0] === "receivers" && parts[1] === "new") await formPage(null, params.get("clone"));
+    else if (parts[0] === "pools") await poolsPage();
+    else if (parts[0] === "receivers" && parts[1] === "new") await formPage(null, params.get("clone"), params.get("kind"));
     else if (parts[0] === "receivers" && parts[1] && parts[2] === "edit") await formPage(parts[1]);
     else if (parts[0] === "receivers" && parts[1]) await receiverPage(parts[1]);
     else await receiversPage();
@@ -494,4 +528,5 @@ document.getElementById("sign-out").addEventListener("click", async () => {
   location.hash = "#/signin";
 });
 window.addEventListener("hashchange", route);
-route();
+// After every deferred script (hosts.js too) has run.
+document.addEventListener("DOMContentLoaded", route);

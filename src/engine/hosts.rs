@@ -12,7 +12,7 @@ use crate::{
         Rollout, ScaleAction, ServiceId, ServiceKey, SkipReason, StepState,
     },
     engine::TriggerPayload,
-    hosts::{Pool, Pools},
+    hosts::{HostError, Pool, Pools},
     store::Store,
 };
 
@@ -117,7 +117,7 @@ impl Engine {
         let (hosts, taken) = match pool.listing().await {
             Ok(listing) => listing,
             Err(e) => {
-                let retry = matches!(e, crate::hosts::HostError::Unavailable(_));
+                let retry = matches!(e, HostError::Unavailable(_));
                 let failed = draft.build(Outcome::Failed, Effect::None, e.to_string(), String::new());
                 self.store.record_execution(&failed, None).await?;
                 return Ok(Report { execution: failed, retry });
@@ -199,7 +199,7 @@ pub(super) async fn run(store: &dyn Store, pools: &Pools, mut job: Job) {
                 // A create cut short by a restart: clear whatever half of it was made first;
                 // creating over a half-made host could make it twice.
                 let cleared = match resumed {
-                    true => pool.provider.delete(&name).await.map_err(|e| {
+                    true => delete(&pool, &name).await.map_err(|e| {
                         format!("creating {name} was cut short by a restart, and clearing what it made failed: {e}")
                     }),
                     false => Ok(()),
@@ -208,7 +208,7 @@ pub(super) async fn run(store: &dyn Store, pools: &Pools, mut job: Job) {
                     Err(why) => Err(why),
                     Ok(()) => match pool.provider.create(&name, &labels).await {
                         Ok(()) => Ok(()),
-                        Err(e) => Err(match pool.provider.delete(&name).await {
+                        Err(e) => Err(match delete(&pool, &name).await {
                             Ok(()) => format!("creating {name} failed: {e}; rolled back ({name} deleted)"),
                             Err(r) => {
                                 format!("creating {name} failed: {e}; the rollback failed too, {name} may remain: {r}")
@@ -217,7 +217,7 @@ pub(super) async fn run(store: &dyn Store, pools: &Pools, mut job: Job) {
                     },
                 }
             }
-            ScaleAction::Down => pool.provider.delete(&name).await.map_err(|e| format!("deleting {name} failed: {e}")),
+            ScaleAction::Down => delete(&pool, &name).await.map_err(|e| format!("deleting {name} failed: {e}")),
         };
         let now = now_millis();
         let step = &mut job.steps[index];
@@ -246,4 +246,85 @@ pub(super) async fn run(store: &dyn Store, pools: &Pools, mut job: Job) {
     }
     job.succeed(now_millis());
     super::jobs::save(store, &job).await;
+}
+
+/// Deletes a host, waiting out a provider that cannot be reached (a swarm manager
+/// restarting): deleting is safe to repeat, and giving up would strand a drained node.
+async fn delete(pool: &Pool, name: &str) -> Result<(), HostError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match pool.provider.delete(name).await {
+            Err(HostError::Unavailable(why)) if started.elapsed() < super::jobs::UNAVAILABLE_FOR => {
+                tracing::warn!(pool = %pool.name, host = %name, error = %why, "the host provider is unavailable; retrying");
+                tokio::time::sleep(RETRY_EVERY).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::BTreeMap,
+        sync::{
+            atomic::{AtomicU32, Ordering},
+            Arc,
+        },
+    };
+
+    use super::*;
+    use crate::{domain::host::HostInfo, hosts::HostProvider};
+
+    /// A provider unreachable for its first `outages` deletes.
+    struct Flaky {
+        outages: u32,
+        calls: AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl HostProvider for Flaky {
+        fn kind(&self) -> &'static str {
+            "flaky"
+        }
+        async fn list(&self) -> Result<Vec<HostInfo>, HostError> {
+            Ok(Vec::new())
+        }
+        async fn create(&self, _: &str, _: &BTreeMap<String, String>) -> Result<(), HostError> {
+            Ok(())
+        }
+        async fn delete(&self, _: &str) -> Result<(), HostError> {
+            match self.calls.fetch_add(1, Ordering::SeqCst) < self.outages {
+                true => Err(HostError::Unavailable("connection refused".into())),
+                false => Ok(()),
+            }
+        }
+    }
+
+    fn pool(outages: u32) -> (Pool, Arc<Flaky>) {
+        let provider = Arc::new(Flaky { outages, calls: AtomicU32::new(0) });
+        let pool = Pool {
+            name: "w".into(),
+            project: crate::domain::ProjectName::parse("default").unwrap(),
+            selector: BTreeMap::new(),
+            min: 1,
+            max: 3,
+            provider: provider.clone(),
+        };
+        (pool, provider)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delete_waits_out_an_unreachable_provider_then_gives_up() {
+        let (brief, provider) = pool(3);
+        delete(&brief, "w-1").await.expect("reachable again within the window");
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 4);
+        let (endless, _) = pool(u32::MAX);
+        let started = tokio::time::Instant::now();
+        let err = delete(&endless, "w-1").await.unwrap_err();
+        assert!(matches!(err, HostError::Unavailable(_)), "{err:?}");
+        assert!(started.elapsed() >= super::super::jobs::UNAVAILABLE_FOR);
+    }
 }

@@ -29,7 +29,7 @@ use crate::{
 };
 
 /// How long an unreachable backend is retried before the job fails.
-const UNAVAILABLE_FOR: Duration = Duration::from_secs(600);
+pub(super) const UNAVAILABLE_FOR: Duration = Duration::from_secs(600);
 /// A job's lease: renewed every third of it; another hookd takes the job once it lapses.
 const LEASE_MS: Millis = 15_000;
 /// How often lapsed leases are looked for.

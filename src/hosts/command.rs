@@ -21,6 +21,10 @@ use crate::domain::host::HostInfo;
 
 /// Most of a script's output kept: the end of it says what went wrong.
 const OUTPUT_TAIL: usize = 2000;
+/// The most a script may print on stdout (a list of many thousand hosts), and the most of its
+/// stderr kept: a script that prints without end must not fill hookd's memory.
+const STDOUT_CAP: usize = 4 << 20;
+const STDERR_CAP: usize = 64 << 10;
 
 pub struct CommandProvider {
     script: Script,
@@ -95,11 +99,11 @@ impl Script {
         let _group = Group(pid);
         let (mut stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
         let run = async {
-            let (mut out, mut err) = (Vec::new(), Vec::new());
-            let (_, _, status) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err), child.wait());
-            (out, err, status)
+            let (out, err, status) =
+                tokio::join!(read_capped(&mut stdout, STDOUT_CAP), read_capped(&mut stderr, STDERR_CAP), child.wait());
+            (out, err.0, status)
         };
-        let (out, err, status) = match tokio::time::timeout(self.timeout, run).await {
+        let ((out, out_total), err, status) = match tokio::time::timeout(self.timeout, run).await {
             Ok(done) => done,
             Err(_) => {
                 kill_group(pid);
@@ -113,6 +117,9 @@ impl Script {
         kill_group(pid);
         let stdout = String::from_utf8_lossy(&out).into_owned();
         match status {
+            Ok(status) if status.success() && out_total > STDOUT_CAP => Err(HostError::Failed(format!(
+                "the {what} command printed {out_total} bytes; hookd reads at most {STDOUT_CAP}"
+            ))),
             Ok(status) if status.success() => Ok(stdout),
             Ok(status) => Err(HostError::Failed(format!(
                 "the {what} command failed ({status}): {}",
@@ -121,6 +128,23 @@ impl Script {
             Err(e) => Err(HostError::Failed(format!("the {what} command could not be waited for: {e}"))),
         }
     }
+}
+
+/// Reads a pipe to its end, keeping its last `cap` bytes; returns them and how many came.
+async fn read_capped(pipe: &mut (impl tokio::io::AsyncRead + Unpin), cap: usize) -> (Vec<u8>, usize) {
+    let (mut kept, mut total, mut buf) = (Vec::new(), 0, vec![0u8; 16 << 10]);
+    while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+        total += n;
+        kept.extend_from_slice(&buf[..n]);
+        // Trimmed once it holds twice the cap: each byte is moved at most once more.
+        if kept.len() > 2 * cap {
+            kept.drain(..kept.len() - cap);
+        }
+    }
+    if kept.len() > cap {
+        kept.drain(..kept.len() - cap);
+    }
+    (kept, total)
 }
 
 /// Kills a script's process group when dropped.
@@ -185,5 +209,26 @@ impl HostProvider for CommandProvider {
 
     async fn delete(&self, name: &str) -> Result<(), HostError> {
         self.script.run("delete", &self.delete, &[("HOOKD_HOST_NAME", name.to_owned())]).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(list: &str) -> CommandProvider {
+        let sh = |script: &str| vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()];
+        CommandProvider::new("w", sh(list), sh("true"), sh("true"), Duration::from_secs(20))
+    }
+
+    #[tokio::test]
+    async fn a_script_that_prints_without_end_is_cut_off_not_read_whole() {
+        let flood = provider("head -c 20000000 /dev/zero");
+        let err = flood.list().await.unwrap_err();
+        assert!(matches!(&err, HostError::Failed(m) if m.contains("printed 20000000 bytes")), "{err:?}");
+        let noisy = provider("head -c 5000000 /dev/zero >&2; echo 'the cloud said no' >&2; exit 4");
+        let err = noisy.list().await.unwrap_err();
+        let HostError::Failed(message) = err else { panic!("{err:?}") };
+        assert!(message.ends_with("the cloud said no") && message.len() < 3000, "{}", &message[message.len() - 100..]);
     }
 }

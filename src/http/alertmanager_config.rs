@@ -69,10 +69,11 @@ fn matcher(name: &str, value: &str) -> String {
     format!("{name}={}", serde_json::to_string(value).expect("a string serializes"))
 }
 
-/// The snippet for a receiver whose trigger URL is `url`. Everything that comes from users
-/// goes through the YAML serializer; the comments hold only fixed text, numbers and the
-/// token (whose characters are safe anywhere).
-pub fn snippet(r: &Receiver, c: &crate::domain::ScaleServiceConfig, url: &str) -> String {
+/// The snippet for a receiver whose trigger URL is `url`, routing alerts labelled `target`
+/// (`service="web"`, or `pool="workers"` for a host receiver). Everything that comes from
+/// users goes through the YAML serializer; the comments hold only fixed text, numbers and
+/// the token (whose characters are safe anywhere).
+pub fn snippet(r: &Receiver, c: &crate::domain::ScaleServiceConfig, url: &str, target: (&str, &str)) -> String {
     let name: String = r
         .name
         .as_str()
@@ -105,7 +106,7 @@ pub fn snippet(r: &Receiver, c: &crate::domain::ScaleServiceConfig, url: &str) -
             receiver: DISCARD,
             routes: vec![SubRoute {
                 receiver: receiver_name.clone(),
-                matchers: vec![matcher("action", action), matcher("service", c.service.as_str())],
+                matchers: vec![matcher("action", action), matcher(target.0, target.1)],
                 group_wait: "30s",
                 group_interval: "5m",
                 repeat_interval: duration(repeat),
@@ -142,12 +143,19 @@ pub async fn get(
     if !caller.sees_urls() {
         return Err(ApiError::forbidden("forbidden", "this API token may not see trigger URLs"));
     }
-    let DriverConfig::ScaleService(config) = &receiver.config else {
-        return Err(ApiError::bad_request(
-            "not_an_alert_receiver",
-            "only scaleService receivers take Alertmanager notifications; this one takes registry pushes",
-        ));
-    };
     let url = trigger_url(&state, &state.base_url(&headers), &receiver);
-    Ok(([(header::CONTENT_TYPE, "application/yaml; charset=utf-8")], snippet(&receiver, config, &url)).into_response())
+    let snippet = match &receiver.config {
+        DriverConfig::ScaleService(config) => snippet(&receiver, config, &url, ("service", config.service.as_str())),
+        DriverConfig::ScaleHost(config) => {
+            let pool = state.engine.pool_for(&receiver.project, &config.selector).map_err(|why| {
+                ApiError::bad_request("unknown_pool", format!("this receiver's pool is no longer configured: {why}"))
+            })?;
+            snippet(&receiver, &config.rules(&pool.name), &url, ("pool", &pool.name))
+        }
+        DriverConfig::ServiceUpgrade(_) => return Err(ApiError::bad_request(
+            "not_an_alert_receiver",
+            "only scaleService and scaleHost receivers take Alertmanager notifications; this one takes registry pushes",
+        )),
+    };
+    Ok(([(header::CONTENT_TYPE, "application/yaml; charset=utf-8")], snippet).into_response())
 }

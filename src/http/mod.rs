@@ -176,6 +176,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/", get(ui::root))
         .route("/ui/", get(ui::index))
         .route("/ui/app.js", get(ui::app_js))
+        .route("/ui/hosts.js", get(ui::hosts_js))
         .route("/ui/app.css", get(ui::app_css))
         .route("/ui/session", get(ui::whoami).post(ui::sign_in).delete(ui::sign_out))
         .route("/healthz", get(ops::healthz))

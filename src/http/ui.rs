@@ -24,6 +24,7 @@ use crate::{
 
 const INDEX: &str = include_str!("../../ui/index.html");
 const APP_JS: &str = include_str!("../../ui/app.js");
+const HOSTS_JS: &str = include_str!("../../ui/hosts.js");
 const APP_CSS: &str = include_str!("../../ui/app.css");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -52,6 +53,10 @@ pub async fn index() -> Response {
 
 pub async fn app_js() -> Response {
     asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+pub async fn hosts_js() -> Response {
+    asset("text/javascript; charset=utf-8", HOSTS_JS)
 }
 
 pub async fn app_css() -> Response {

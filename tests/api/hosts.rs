@@ -20,6 +20,30 @@ use hookd::{
     hosts::{HostError, Pools},
 };
 
+/// A directory of test hosts: every host still running when the test ends is killed.
+pub struct HostsDir(tempfile::TempDir);
+
+impl HostsDir {
+    pub fn new() -> Self {
+        Self(tempfile::tempdir().unwrap())
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for HostsDir {
+    fn drop(&mut self) {
+        for entry in std::fs::read_dir(self.path()).into_iter().flatten().flatten() {
+            let pid = std::fs::read_to_string(entry.path()).ok().and_then(|p| p.trim().parse::<i32>().ok());
+            if let (Some(pid), true) = (pid, entry.path().extension().is_some_and(|x| x == "pid")) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
 fn script(dir: &Path, name: &str, env: &[(&str, &str)]) -> Vec<String> {
     let mut argv = vec!["env".to_owned(), format!("HOSTS_DIR={}", dir.display())];
     argv.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
@@ -69,7 +93,7 @@ fn config(action: ScaleAction, amount: u32) -> ScaleHostConfig {
 
 #[tokio::test]
 async fn issue_17_a_command_pool_creates_lists_and_deletes_real_hosts() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = HostsDir::new();
     let pools = Pools::start(&[pool(dir.path(), &[], 30)]).unwrap();
     let w = pools.by_name("w").unwrap();
     let zone_a = labels(&[("pool", "w"), ("zone", "a")]);
@@ -111,7 +135,7 @@ async fn issue_17_a_command_pool_creates_lists_and_deletes_real_hosts() {
 
 #[tokio::test]
 async fn issue_17_a_failing_create_says_why_and_a_hung_one_is_killed_whole() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = HostsDir::new();
     let pools = Pools::start(&[pool(dir.path(), &[("HOSTS_FAIL", "w-2"), ("HOSTS_HANG", "w-3")], 2)]).unwrap();
     let w = pools.by_name("w").unwrap();
     let failed = w.provider.create("w-2", &labels(&[("pool", "w")])).await.unwrap_err();
@@ -168,7 +192,7 @@ fn issue_17_pool_configs_are_checked_at_start() {
 }
 
 /// hookd whose project `default` has the command pool `w` (hosts in `dir`), bounds 1..4.
-async fn app_with_pool(dir: &Path, env: &[(&str, &str)], process: bool) -> TestApp {
+pub async fn app_with_pool(dir: &Path, env: &[(&str, &str)], process: bool) -> TestApp {
     let mut pool = pool(dir, env, 30);
     pool.max = 4;
     let customize = move |c: &mut hookd::config::Config| c.host_pools = vec![pool];
@@ -211,7 +235,7 @@ fn zone_a(action: &str, amount: u32, extra: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_17_scale_host_adds_and_removes_real_hosts_through_jobs() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = HostsDir::new();
     let app = app_with_pool(dir.path(), &[], false).await;
     let up = host_receiver(&app, "up", zone_a("up", 2, json!({}))).await;
     let down = host_receiver(&app, "down", zone_a("down", 1, json!({"deleteOption": "leastRecent"}))).await;
@@ -251,7 +275,7 @@ async fn issue_17_scale_host_adds_and_removes_real_hosts_through_jobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_17_a_failed_create_is_rolled_back_and_reported_precisely() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = HostsDir::new();
     let app = app_with_pool(dir.path(), &[("HOSTS_FAIL", "w-2")], false).await;
     let up = host_receiver(&app, "up", zone_a("up", 3, json!({}))).await;
     let job = host_job(&app, &up).await;
@@ -267,7 +291,7 @@ async fn issue_17_a_failed_create_is_rolled_back_and_reported_precisely() {
 
 #[tokio::test]
 async fn issue_17_a_receiver_names_one_pool_and_rancher_s_rules_hold() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = HostsDir::new();
     let app = app_with_pool(dir.path(), &[], false).await;
     let create =
         |config: Value| app.create_receiver(json!({"name": "h", "driver": "scaleHost", "scaleHostConfig": config}));
@@ -295,7 +319,7 @@ async fn issue_17_a_receiver_names_one_pool_and_rancher_s_rules_hold() {
 /// again; the pool ends with the hosts asked for, none twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_17_hookd_killed_mid_job_finishes_it_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = HostsDir::new();
     let mut app = app_with_pool(dir.path(), &[("HOSTS_SLOW", "2")], true).await;
     let up = host_receiver(&app, "up", zone_a("up", 2, json!({}))).await;
     let (status, answer) = app.trigger(&up).await;
@@ -315,4 +339,27 @@ async fn issue_17_hookd_killed_mid_job_finishes_it_after_a_restart() {
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"));
     assert_eq!(records.count(), 2, "no host made twice");
+}
+
+/// A host receiver takes Alertmanager notifications too: its snippet routes alerts labelled
+/// with its pool, and Alertmanager's own checker accepts it.
+#[tokio::test]
+#[ignore = "needs amtool (Alertmanager): ./scripts/test.sh installs it"]
+async fn issue_17_a_host_receiver_s_alertmanager_snippet_routes_its_pool() {
+    crate::components::require("amtool");
+    let dir = HostsDir::new();
+    let app = app_with_pool(dir.path(), &[], false).await;
+    let (status, r) = app
+        .create_receiver(json!({"name": "w-up", "driver": "scaleHost", "scaleHostConfig": zone_a("up", 1, json!({}))}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let path = format!("/v1-webhooks/receivers/{}/alertmanager-config", r["id"].as_str().unwrap());
+    let response = app.http.get(format!("{}{path}", app.base)).bearer_auth(&app.token).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let snippet = response.text().await.unwrap();
+    assert!(snippet.contains(r#"- action="up""#) && snippet.contains(r#"- pool="w""#), "{snippet}");
+    let file = dir.path().join("alertmanager.yml");
+    std::fs::write(&file, &snippet).unwrap();
+    let output = tokio::process::Command::new("amtool").arg("check-config").arg(&file).output().await.unwrap();
+    assert!(output.status.success(), "amtool refused:\n{}\n{snippet}", String::from_utf8_lossy(&output.stdout));
 }

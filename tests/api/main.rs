@@ -34,4 +34,5 @@ mod store_contract;
 mod swarm_hosts;
 mod trigger;
 mod ui;
+mod ui_hosts;
 mod upgrade;

@@ -29,6 +29,7 @@ fn script(dir: &Path, name: &str, env: &[(&str, &str)]) -> Vec<String> {
 struct Workers {
     dir: PathBuf,
     marker: String,
+    engine: String,
 }
 
 impl Drop for Workers {
@@ -38,7 +39,7 @@ impl Drop for Workers {
             let _ = std::process::Command::new(engine_script).arg("stop").arg(entry.path()).output();
         }
         let docker =
-            |args: &[&str]| std::process::Command::new("docker").args(args).env("DOCKER_HOST", engine()).output();
+            |args: &[&str]| std::process::Command::new("docker").args(args).env("DOCKER_HOST", &self.engine).output();
         let _ = docker(&["service", "rm", &self.marker]);
         if let Ok(out) = docker(&["node", "ls", "-q", "--filter", &format!("node.label=pool={}", self.marker)]) {
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
@@ -102,7 +103,7 @@ async fn host_job(app: &TestApp, url: &str) -> Value {
 async fn issue_17_a_swarm_pool_joins_drains_and_removes_real_workers() {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     let marker = format!("hp{}x{nanos}", std::process::id());
-    let workers = Workers { dir: tempfile::tempdir().unwrap().keep(), marker: marker.clone() };
+    let workers = Workers { dir: tempfile::tempdir().unwrap().keep(), marker: marker.clone(), engine: engine() };
     let env = [("HOSTS_FAIL", "sw-3")];
     let pool = HostPoolConfig {
         name: "sw".into(),

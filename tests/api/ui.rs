@@ -13,15 +13,15 @@ use crate::{
     helpers::{eventually, read, spawn_app, TestApp},
 };
 
-struct Browser {
-    client: Client,
+pub struct Browser {
+    pub client: Client,
     _driver: tokio::process::Child,
     _profile: tempfile::TempDir,
     /// Chromium's TMPDIR, so its scratch directories go with the test (issue 13: no /tmp leftovers).
     _tmp: tempfile::TempDir,
 }
 
-async fn browser() -> Browser {
+pub async fn browser() -> Browser {
     let port = free_port();
     let tmp = tempfile::tempdir().unwrap();
     let driver = tokio::process::Command::new("chromedriver")
@@ -51,7 +51,17 @@ async fn browser() -> Browser {
     Browser { client, _driver: driver, _profile: profile, _tmp: tmp }
 }
 
-async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
+/// A browser signed in to `app` with its admin token.
+pub async fn signed_in(app: &TestApp) -> Browser {
+    let b = browser().await;
+    b.client.goto(&format!("{}/", app.base)).await.unwrap();
+    set(&b.client, "#f-token", &app.token).await;
+    css(&b.client, "form[data-test=sign-in] button").await.click().await.unwrap();
+    css(&b.client, "main h1").await;
+    b
+}
+
+pub async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
     c.wait()
         .at_most(Duration::from_secs(10))
         .for_element(Locator::Css(selector))
@@ -60,28 +70,28 @@ async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
 }
 
 /// Waits until the page's text contains `needle`.
-async fn text_appears(c: &Client, needle: &str) {
+pub async fn text_appears(c: &Client, needle: &str) {
     let found = eventually(Duration::from_secs(10), || async { text_of(c, "main").await.contains(needle) }).await;
     let text = text_of(c, "main").await;
     assert!(found, "{needle:?} did not appear; the page says:\n{text}");
 }
 
 /// The text of the element at `selector` now, or "" (absent, or re-rendered under us).
-async fn text_of(c: &Client, selector: &str) -> String {
+pub async fn text_of(c: &Client, selector: &str) -> String {
     match c.find(Locator::Css(selector)).await {
         Ok(element) => element.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     }
 }
 
-async fn screenshot(c: &Client, name: &str) {
+pub async fn screenshot(c: &Client, name: &str) {
     let png = c.screenshot().await.unwrap();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
-async fn set(c: &Client, selector: &str, value: &str) {
+pub async fn set(c: &Client, selector: &str, value: &str) {
     let input = css(c, selector).await;
     input.clear().await.unwrap();
     input.send_keys(value).await.unwrap();
@@ -276,11 +286,8 @@ async fn an_upgrade_receivers_page_shows_its_jobs() {
     let (status, answer) =
         app.notify(r["url"].as_str().unwrap(), &json!({"image": "example/web:2.0"}).to_string()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    let b = browser().await;
+    let b = signed_in(&app).await;
     let c = &b.client;
-    c.goto(&format!("{}/", app.base)).await.unwrap();
-    set(c, "#f-token", &app.token).await;
-    css(c, "form[data-test=sign-in] button").await.click().await.unwrap();
     css(c, "tr[data-name='deploy']").await;
     assert!(text_of(c, "tr[data-name='deploy']").await.contains("Upgrade Services"));
     c.goto(&format!("{}/ui/#/receivers/{}", app.base, r["id"].as_str().unwrap())).await.unwrap();
