@@ -102,10 +102,11 @@ log "cargo test again, every test app on PostgreSQL"
 # The same integration suite with each spawned hookd on a fresh PostgreSQL database. Left
 # out: the store contract and the replica tests (they pick their store already), and the
 # tests of build artifacts (the .deb, the image, the Compose example), which no store changes,
-# and the swarm pool test (a minute of engines joining; the command pools' tests cover the store).
+# the swarm pool test (a minute of engines joining; the command pools' tests cover the store),
+# and the two-mode closed loop (two minutes of real timers; target.rs covers the store).
 HOOKD_TEST_STORE=postgres cargo test --test api --locked -- --include-ignored --skip "$awaiting" \
   --skip store_contract:: --skip replicas:: --skip packaging:: --skip image:: --skip compose_example:: \
-  --skip swarm_hosts:: \
+  --skip swarm_hosts:: --skip target_loop:: \
   2>&1 | tee -a "$results"
 
 # One closing line for the whole suite, summed over the test binaries.

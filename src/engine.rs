@@ -21,6 +21,7 @@ use async_trait::async_trait;
 
 mod hosts;
 mod jobs;
+mod target;
 mod upgrade;
 
 pub use self::jobs::JobRunner;
@@ -28,8 +29,8 @@ pub use self::jobs::JobRunner;
 use crate::{
     backend::{Backend, BackendError, Backends, Journal},
     domain::{
-        now_millis, DedupKey, DriverConfig, Effect, Execution, ExecutionId, History, Intent, Notification, Outcome,
-        Receiver, ScaleAction, ScaleDecision, ScaleServiceConfig, ServiceKey, SkipReason,
+        now_millis, target::ScaleMode, DedupKey, DriverConfig, Effect, Execution, ExecutionId, History, Intent,
+        Notification, Outcome, Receiver, ScaleDecision, ScaleServiceConfig, ServiceId, ServiceKey, SkipReason,
     },
     metrics::{BackendOpLabels, DriverLabels, Metrics, TriggerLabels},
     payload::TriggerPayload,
@@ -41,6 +42,12 @@ const SERVICE_WAIT: Duration = Duration::from_secs(10);
 
 /// Retries of a scale write that lost an optimistic-concurrency race.
 const CONFLICT_RETRIES: u32 = 8;
+
+/// What a decision on the current scale comes to.
+enum Plan {
+    Write { from: u32, to: u32, reason: String, detail: String },
+    Settle { outcome: Outcome, at: u32, reason: String, detail: String },
+}
 
 /// The decision a trigger came to, as answered to the caller.
 #[derive(Debug, Clone)]
@@ -273,6 +280,9 @@ impl Engine {
             .ok_or_else(|| EngineError::NoBackend(receiver.project.to_string()))?;
         let service = backend.service_key(&config.service);
         draft.service = Some(service.clone());
+        if let ScaleMode::Target(target) = &config.mode {
+            return self.scale_to_target(config, target, backend.as_ref(), notification, draft).await;
+        }
         let (direction, dedup) = match config.intent(notification, draft.request.idempotency_key) {
             Intent::Skip { reason, detail } => return self.settle(draft.skip(reason, detail)).await,
             Intent::Step { direction, dedup } => (direction, dedup),
@@ -283,6 +293,8 @@ impl Engine {
         let Some(_serialized) = self.locks.acquire(&service, SERVICE_WAIT).await? else {
             return Err(EngineError::Busy(config.service.to_string()));
         };
+        // Ids sort in the order the service's decisions were made, not the order triggers came.
+        draft.id = ExecutionId::generate();
         if !self.still_enabled(receiver).await? {
             return self.settle(draft.skip(SkipReason::Disabled, "the receiver is disabled".into())).await;
         }
@@ -304,7 +316,16 @@ impl Engine {
         if let Some((reason, detail)) = config.timing(direction, now, dedup.as_ref(), notification.is_some(), history) {
             return self.settle(draft.skip(reason, detail)).await;
         }
-        self.step(backend.as_ref(), config, direction, &draft).await
+        let plan = |current| match config.decide(direction, current) {
+            ScaleDecision::Unchanged { at, reason } => {
+                Plan::Settle { outcome: Outcome::Unchanged, at, reason, detail: String::new() }
+            }
+            ScaleDecision::Refused { at, reason, detail } => {
+                Plan::Settle { outcome: Outcome::Refused, at, reason, detail }
+            }
+            ScaleDecision::Scale { from, to, reason } => Plan::Write { from, to, reason, detail: String::new() },
+        };
+        self.step(backend.as_ref(), &config.service, &draft, plan).await
     }
 
     /// Reads the receiver again under its service's lock: a delete or regenerate that
@@ -323,38 +344,33 @@ impl Engine {
         Ok(Report { execution, retry: false })
     }
 
-    /// Read, decide, record and write (unless a dry run); on a lost race, read again.
+    /// Read, decide (`plan` on the current scale), record and write (unless a dry run); on
+    /// a lost race, read again.
     async fn step(
         &self,
         backend: &dyn Backend,
-        config: &ScaleServiceConfig,
-        direction: ScaleAction,
+        service: &ServiceId,
         draft: &Draft<'_>,
+        plan: impl Fn(u32) -> Plan,
     ) -> Result<Report, EngineError> {
         let mut conflicts = 0;
         loop {
-            let state = match self.timed(backend, "read_scale", backend.read_scale(&config.service)).await {
+            let state = match self.timed(backend, "read_scale", backend.read_scale(service)).await {
                 Ok(state) => state,
                 Err(e) => return self.failed(draft, e).await,
             };
-            let (from, to, reason) = match config.decide(direction, state.scale) {
-                ScaleDecision::Unchanged { at, reason } => {
-                    let unchanged =
-                        draft.build(Outcome::Unchanged, Effect::Scale { from: at, to: at }, reason, String::new());
-                    return self.settle(unchanged).await;
+            let (from, to, reason, detail) = match plan(state.scale) {
+                Plan::Settle { outcome, at, reason, detail } => {
+                    return self.settle(draft.build(outcome, Effect::Scale { from: at, to: at }, reason, detail)).await;
                 }
-                ScaleDecision::Refused { at, reason, detail } => {
-                    let refused = draft.build(Outcome::Refused, Effect::Scale { from: at, to: at }, reason, detail);
-                    return self.settle(refused).await;
-                }
-                ScaleDecision::Scale { from, to, reason } => (from, to, reason),
+                Plan::Write { from, to, reason, detail } => (from, to, reason, detail),
             };
-            let scaled = draft.build(Outcome::Scaled, Effect::Scale { from, to }, reason, String::new());
+            let scaled = draft.build(Outcome::Scaled, Effect::Scale { from, to }, reason, detail);
             if draft.request.dry_run {
                 return self.settle(scaled).await;
             }
             let journal = TriggerJournal { store: self.store.as_ref(), execution: scaled, committed: false.into() };
-            let write = backend.write_scale(&config.service, state, to, &journal);
+            let write = backend.write_scale(service, state, to, &journal);
             match self.timed(backend, "write_scale", write).await {
                 Ok(()) => {
                     if !journal.committed.into_inner() {

@@ -55,7 +55,7 @@ function main() {
 
 function show(...nodes) {
   const m = main();
-  m.replaceChildren(...nodes);
+  m.replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
   // A new page: move focus to its heading, as a page load would, unless a field took it.
   const heading = m.querySelector("h1");
   if (heading && !m.contains(document.activeElement)) {
@@ -308,21 +308,51 @@ async function formPage(id, cloneId, kindParam) {
     h("option", { value: "", text: "Choose a service" }),
     services.map((s) => h("option", { value: s.id, selected: c.serviceId === s.id, text: `${s.name} (scale ${s.scale})` })));
   const allowAutoscaler = h("input", { type: "checkbox", id: "f-allowAutoscaler", name: "allowAutoscaler", checked: Boolean(c.allowAutoscaler) });
+  const allowZero = h("input", { type: "checkbox", id: "f-allowZero", name: "allowZero", checked: Boolean(c.allowZero) });
+  const mode = h("select", { id: "f-mode", name: "mode" },
+    h("option", { value: "step", text: "Step: add or remove By per trigger", selected: c.mode !== "target" }),
+    h("option", { value: "target", text: "Target: the count the alerts carry", selected: c.mode === "target" }));
+  const [fromKind, fromName] = Object.entries(c.targetFrom || { label: "" })[0];
+  const from = h("select", { id: "f-fromKind", name: "fromKind", "aria-label": "Label or annotation" },
+    ["label", "annotation"].map((k) => h("option", { value: k, text: k, selected: fromKind === k })));
+  const text = (name, value, placeholder) => h("input", { type: "text", id: `f-${name}`, name, value: value ?? "", placeholder });
+  const targetOnly = [
+    field("targetFrom", "Replica count from", text("targetFrom", fromName, "desired_replicas"), "The label (or annotation) of each firing alert that carries the count"),
+    field("fromKind", "Carried in the alert's", from),
+    field("maxStepUp", "Most added at once", text("maxStepUp", c.maxStepUp, "no limit; 4 or 50%")),
+    field("maxStepDown", "Most removed at once", text("maxStepDown", c.maxStepDown, "no limit; 4 or 50%")),
+    field("stabilizationSeconds", "Stabilization (s)", numberInput("stabilizationSeconds", c.stabilizationSeconds ?? 300), "A scale-down goes no lower than the highest count of this window"),
+  ];
+  const stepOnly = [base.action, field("amount", "By", numberInput("amount", c.amount, 1), "Containers added or removed per trigger")];
+  const sync = () => {
+    targetOnly.forEach((f) => (f.hidden = mode.value !== "target"));
+    stepOnly.forEach((f) => (f.hidden = mode.value === "target"));
+  };
+  mode.addEventListener("change", sync);
+  sync();
+  base.safety[2].querySelector("select").append(h("option", { value: "min", text: "Go to min (target mode)", selected: c.onResolved === "min" }));
   const form = h("form", { class: "grid", novalidate: true, "data-test": "receiver-form" },
     field("name", "Name", base.name),
     field("driver", "Kind", base.kind),
-    base.action,
+    field("mode", "Mode", mode),
     field("serviceId", "Target Service", service),
-    field("amount", "By", numberInput("amount", c.amount, 1), "Containers added or removed per trigger"),
-    field("min", "Minimum Scale", numberInput("min", c.min, 1)),
+    stepOnly, targetOnly,
+    field("min", "Minimum Scale", numberInput("min", c.min, 0)),
     field("max", "Maximum Scale", numberInput("max", c.max, 2)),
     base.safety,
+    field("allowZero", "Scale to zero", allowZero, "Allow minimum 0: the next alert wakes the service"),
     field("allowAutoscaler", "Alongside an autoscaler", allowAutoscaler, "Scale even though an autoscaler (a Kubernetes HPA) scales this service too"),
     base.buttons);
-  showForm(base, id, form, "scaleServiceConfig", () => ({
-    serviceId: formValue(form, "serviceId") || undefined, amount: formInt(form, "amount"), min: formInt(form, "min"),
-    max: formInt(form, "max"), allowAutoscaler: form.elements.allowAutoscaler.checked, ...safetyValues(form),
-  }));
+  showForm(base, id, form, "scaleServiceConfig", () => {
+    const target = mode.value === "target";
+    const optional = (n) => (target && formValue(form, n) !== "" ? formValue(form, n) : undefined);
+    return {
+      serviceId: formValue(form, "serviceId") || undefined, amount: target ? undefined : formInt(form, "amount"), min: formInt(form, "min"),
+      max: formInt(form, "max"), allowAutoscaler: allowAutoscaler.checked, allowZero: allowZero.checked, ...safetyValues(form),
+      mode: mode.value, targetFrom: target ? { [from.value]: formValue(form, "targetFrom") } : undefined,
+      maxStepUp: optional("maxStepUp"), maxStepDown: optional("maxStepDown"), stabilizationSeconds: target ? formInt(form, "stabilizationSeconds") : undefined,
+    };
+  });
 }
 
 function historyTable(executions) {
@@ -364,11 +394,16 @@ function configRows(r) {
     rows.push(...hostConfigRows(r.scaleHostConfig, row));
   } else {
     const c = r.scaleServiceConfig;
+    const from = Object.entries(c.targetFrom || {}).map(([k, v]) => `${k} ${v}`).join("");
     rows.push(row("Service", c.serviceId),
-      row("Action", `${c.action === "up" ? "Scale up" : "Scale down"} by ${c.amount}, between ${c.min} and ${c.max}`),
-      row("Cooldowns", `up ${cooldownText(c.cooldownUpSeconds, 0)}, down ${cooldownText(c.cooldownDownSeconds, 300)}`),
+      c.mode === "target"
+        ? row("Action", `To the count in the alerts' ${from}, between ${c.min} and ${c.max}; at most ${c.maxStepUp ?? "any"} up and ${c.maxStepDown ?? "any"} down at once; scale-down held ${c.stabilizationSeconds} s`)
+        : row("Action", `${c.action === "up" ? "Scale up" : "Scale down"} by ${c.amount}, between ${c.min} and ${c.max}`),
+      c.mode === "target"
+        ? row("Cooldowns", `up ${c.cooldownUpSeconds ?? 0} s, down ${c.cooldownDownSeconds ?? 0} s (the window holds scale-downs)`)
+        : row("Cooldowns", `up ${cooldownText(c.cooldownUpSeconds, 0)}, down ${cooldownText(c.cooldownDownSeconds, 300)}`),
       row("On resolved", c.onResolved),
-      row("Duplicate window", `${c.dedupSeconds} s`));
+      c.mode !== "target" && row("Duplicate window", `${c.dedupSeconds} s`));
     if (c.allowAutoscaler) rows.push(row("Autoscaler", "scales it alongside an autoscaler"));
   }
   return rows.flat();

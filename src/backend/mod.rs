@@ -107,6 +107,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn check_scalable(&self, id: &ServiceId) -> Result<(), BackendError> {
         self.service(id).await.map(|_| ())
     }
+    /// Checks that the service can be scaled to 0 and back (a receiver's `min: 0`).
+    async fn check_zero(&self, id: &ServiceId) -> Result<(), BackendError> {
+        let _ = id;
+        Ok(())
+    }
     /// The one spelling of a service id that names it (`web` → `deployment/web`), so that
     /// receivers naming one service differently share its lock, cooldown and history.
     fn canonical(&self, id: &ServiceId) -> ServiceId {

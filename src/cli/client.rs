@@ -113,6 +113,24 @@ pub struct ReceiverFields {
     /// Scale even though an autoscaler (a Kubernetes HPA) sets the service's scale.
     #[arg(long)]
     allow_autoscaler: Option<bool>,
+    /// Allow --min 0: the service may be scaled to zero (woken by the next alert).
+    #[arg(long)]
+    allow_zero: Option<bool>,
+    /// step (±amount per trigger) or target (the replica count the alerts carry).
+    #[arg(long)]
+    mode: Option<String>,
+    /// Target mode: where each firing alert carries the count, `label:NAME` or `annotation:NAME`.
+    #[arg(long, value_parser = target_from)]
+    target_from: Option<Value>,
+    /// Target mode: most replicas one decision adds, a count (4) or a percentage (50%).
+    #[arg(long)]
+    max_step_up: Option<String>,
+    /// Target mode: most replicas one decision removes, a count or a percentage.
+    #[arg(long)]
+    max_step_down: Option<String>,
+    /// Target mode: a scale-down goes no lower than the highest recommendation of this window.
+    #[arg(long)]
+    stabilization_seconds: Option<u32>,
     /// Enable (true) or disable (false) the receiver.
     #[arg(long)]
     enabled: Option<bool>,
@@ -168,6 +186,12 @@ impl ReceiverFields {
             ("cooldownDownSeconds", self.cooldown_down.map(|v| json!(v))),
             ("dedupSeconds", self.dedup_seconds.map(|v| json!(v))),
             ("allowAutoscaler", self.allow_autoscaler.map(|v| json!(v))),
+            ("allowZero", self.allow_zero.map(|v| json!(v))),
+            ("mode", self.mode.as_ref().map(|v| json!(v))),
+            ("targetFrom", self.target_from.clone()),
+            ("maxStepUp", self.max_step_up.as_ref().map(|v| json!(v))),
+            ("maxStepDown", self.max_step_down.as_ref().map(|v| json!(v))),
+            ("stabilizationSeconds", self.stabilization_seconds.map(|v| json!(v))),
         ];
         if scale.iter().any(|(_, v)| v.is_some()) {
             object.entry("driver").or_insert(json!("scaleService"));
@@ -179,6 +203,14 @@ impl ReceiverFields {
             }
         }
         Ok(body)
+    }
+}
+
+/// `label:NAME` or `annotation:NAME` → `{"label": NAME}`.
+fn target_from(text: &str) -> Result<Value, String> {
+    match text.split_once(':') {
+        Some((kind @ ("label" | "annotation"), name)) if !name.is_empty() => Ok(json!({ kind: name })),
+        _ => Err(format!("{text:?}: write label:NAME or annotation:NAME")),
     }
 }
 

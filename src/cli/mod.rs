@@ -29,7 +29,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Manage receiver hooks.
     #[command(subcommand)]
-    Receivers(client::ReceiversCommand),
+    Receivers(Box<client::ReceiversCommand>),
     /// POST to a trigger URL (or a receiver's, by id) and print the decision.
     Trigger(client::TriggerArgs),
     /// Show a receiver's execution history, newest first.
@@ -93,7 +93,7 @@ pub fn main() -> ExitCode {
         match command {
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
-            Command::Receivers(cmd) => client::receivers(cmd).await,
+            Command::Receivers(cmd) => client::receivers(*cmd).await,
             Command::Trigger(args) => client::trigger(args).await,
             Command::Executions(args) => client::executions(args).await,
             Command::Services(args) => client::services(args).await,

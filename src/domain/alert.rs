@@ -35,6 +35,10 @@ pub struct AlertRef {
     pub fingerprint: String,
     pub status: AlertStatus,
     pub starts_at: String,
+    /// As the notification carried them (a target-mode receiver reads its replica count
+    /// here); not kept in the history.
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +88,14 @@ mod tests {
     use super::*;
 
     fn alert(fp: &str, status: AlertStatus, starts: &str) -> AlertRef {
-        AlertRef { name: "High".into(), fingerprint: fp.into(), status, starts_at: starts.into() }
+        AlertRef {
+            name: "High".into(),
+            fingerprint: fp.into(),
+            status,
+            starts_at: starts.into(),
+            labels: Default::default(),
+            annotations: Default::default(),
+        }
     }
 
     fn notification(alerts: Vec<AlertRef>) -> Notification {

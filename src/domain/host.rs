@@ -87,6 +87,7 @@ impl ScaleHostConfig {
             min: self.min,
             max: self.max,
             options: self.options,
+            mode: super::target::ScaleMode::Step,
         }
     }
 

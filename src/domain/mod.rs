@@ -10,6 +10,7 @@ mod ids;
 pub mod image;
 pub mod job;
 pub mod scale;
+pub mod target;
 pub mod upgrade;
 pub mod verify;
 

@@ -6,7 +6,8 @@
 //! turns the current scale into a clamped target.
 
 use super::{
-    Decided, Dedup, DedupKey, DedupKind, Millis, Notification, ServiceId, ValidationError, IDEMPOTENCY_WINDOW_SECONDS,
+    target::ScaleMode, Decided, Dedup, DedupKey, DedupKind, Millis, Notification, ServiceId, ValidationError,
+    IDEMPOTENCY_WINDOW_SECONDS,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +57,8 @@ pub enum OnResolved {
     Ignore,
     /// Undo one step: an "up" receiver scales down by `amount`, and the reverse.
     Reverse,
+    /// Target mode: go to `min` (the condition is over; no later notification will come).
+    Min,
 }
 
 impl OnResolved {
@@ -63,6 +66,7 @@ impl OnResolved {
         match self {
             OnResolved::Ignore => "ignore",
             OnResolved::Reverse => "reverse",
+            OnResolved::Min => "min",
         }
     }
 
@@ -70,9 +74,12 @@ impl OnResolved {
         match s {
             "ignore" => Ok(OnResolved::Ignore),
             "reverse" => Ok(OnResolved::Reverse),
+            "min" => Ok(OnResolved::Min),
             other => Err(ValidationError::new(
                 "scaleServiceConfig.onResolved",
-                format!("onResolved must be \"ignore\" or \"reverse\", not {other:?}"),
+                format!(
+                    "onResolved must be \"ignore\", \"reverse\" (step mode) or \"min\" (target mode), not {other:?}"
+                ),
             )),
         }
     }
@@ -130,6 +137,8 @@ pub struct ScaleOptions {
     pub dedup: u32,
     /// Scale even though another controller (a Kubernetes HPA) sets the same scale.
     pub allow_autoscaler: bool,
+    /// `min: 0` is allowed: the service may be scaled to zero (and woken by the next alert).
+    pub allow_zero: bool,
 }
 
 impl Default for ScaleOptions {
@@ -141,6 +150,7 @@ impl Default for ScaleOptions {
             cooldown_down: None,
             dedup: 600,
             allow_autoscaler: false,
+            allow_zero: false,
         }
     }
 }
@@ -154,6 +164,8 @@ pub struct ScaleServiceConfig {
     pub min: u32,
     pub max: u32,
     pub options: ScaleOptions,
+    /// `step` (±amount per trigger, Rancher's) or `target` (the alert says how many).
+    pub mode: ScaleMode,
 }
 
 /// Why a trigger was deliberately not acted on.
@@ -234,13 +246,6 @@ impl ScaleServiceConfig {
                 format!("Invalid amount: {amount}; amount is a whole number, at least 1"),
             ));
         }
-        // Scale 0 is refused so that a hook fired too often can't take a service away.
-        if min < 1 {
-            return Err(ValidationError::new(
-                "scaleServiceConfig.min",
-                format!("Minimum scale not provided/invalid: min is a whole number, at least 1 (got {min})"),
-            ));
-        }
         if max < 1 {
             return Err(ValidationError::new(
                 "scaleServiceConfig.max",
@@ -256,7 +261,32 @@ impl ScaleServiceConfig {
         if max > MAX_SCALE {
             return Err(ValidationError::new("scaleServiceConfig.max", format!("max must be at most {MAX_SCALE}")));
         }
-        Ok(Self { service, action, amount, min, max, options: ScaleOptions::default() })
+        // min is checked with the options: 0 needs `allowZero`.
+        Ok(Self { service, action, amount, min, max, options: ScaleOptions::default(), mode: ScaleMode::Step })
+    }
+
+    // Scale 0 only when asked for: a hook fired too often must not take a service away.
+    fn check_min(self) -> Result<Self, ValidationError> {
+        if self.min < 1 && !self.options.allow_zero {
+            return Err(ValidationError::new(
+                "scaleServiceConfig.min",
+                format!(
+                    "Minimum scale not provided/invalid: min is a whole number, at least 1 (got {}); 0 only with \
+                     allowZero: true",
+                    self.min
+                ),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// Target mode, or step mode; a target's settings checked.
+    pub fn with_mode(mut self, mode: ScaleMode) -> Result<Self, ValidationError> {
+        if let ScaleMode::Target(t) = &mode {
+            t.check()?;
+        }
+        self.mode = mode;
+        Ok(self)
     }
 
     pub fn with_options(mut self, options: ScaleOptions) -> Result<Self, ValidationError> {
@@ -272,8 +302,24 @@ impl ScaleServiceConfig {
                 ));
             }
         }
+        let target = matches!(self.mode, ScaleMode::Target(_));
+        match options.on_resolved {
+            OnResolved::Reverse if target => {
+                return Err(ValidationError::new(
+                    "scaleServiceConfig.onResolved",
+                    "onResolved \"reverse\" undoes a step; a target-mode receiver takes \"ignore\" or \"min\"",
+                ))
+            }
+            OnResolved::Min if !target => {
+                return Err(ValidationError::new(
+                    "scaleServiceConfig.onResolved",
+                    "onResolved \"min\" is for target mode; a step receiver takes \"ignore\" or \"reverse\"",
+                ))
+            }
+            _ => {}
+        }
         self.options = options;
-        Ok(self)
+        self.check_min()
     }
 
     /// The cooldown a trigger in `direction` waits for; `alert`: it carries a notification.
@@ -282,7 +328,9 @@ impl ScaleServiceConfig {
             ScaleAction::Up => (self.options.cooldown_up, ALERT_COOLDOWN_UP),
             ScaleAction::Down => (self.options.cooldown_down, ALERT_COOLDOWN_DOWN),
         };
-        set.unwrap_or(if alert { alert_default } else { 0 })
+        // A target receiver's scale-down has its stabilization window instead.
+        let target = matches!(self.mode, ScaleMode::Target(_));
+        set.unwrap_or(if alert && !target { alert_default } else { 0 })
     }
 
     /// Reads the trigger's payload and idempotency key: which way to step, or why not to.
@@ -306,7 +354,7 @@ impl ScaleServiceConfig {
         }
         match self.options.on_resolved {
             OnResolved::Reverse => Intent::Step { direction: self.action.reverse(), dedup },
-            OnResolved::Ignore => Intent::Skip {
+            OnResolved::Ignore | OnResolved::Min => Intent::Skip {
                 reason: SkipReason::Resolved,
                 detail: "the alerts resolved; this receiver ignores resolved notifications (onResolved: ignore)".into(),
             },
@@ -355,6 +403,16 @@ impl ScaleServiceConfig {
     }
 
     pub fn describe(&self) -> String {
+        if let ScaleMode::Target(t) = &self.mode {
+            return format!(
+                "Scale {} to the replica count in the alerts' {} {}, between {} and {}",
+                self.service,
+                t.from.kind(),
+                t.from.name(),
+                self.min,
+                self.max
+            );
+        }
         format!(
             "Scale {} {} by {}, between {} and {}",
             self.action.as_str(),
@@ -508,7 +566,9 @@ mod tests {
     fn validation_rules() {
         let svc = || ServiceId::parse("web").unwrap();
         assert!(ScaleServiceConfig::new(svc(), ScaleAction::Up, 0, 1, 10).is_err());
-        assert!(ScaleServiceConfig::new(svc(), ScaleAction::Up, 1, 0, 10).is_err());
+        let zero = ScaleServiceConfig::new(svc(), ScaleAction::Up, 1, 0, 10).unwrap();
+        assert!(zero.clone().with_options(ScaleOptions::default()).is_err(), "0 only when asked for");
+        assert!(zero.with_options(ScaleOptions { allow_zero: true, ..ScaleOptions::default() }).is_ok());
         assert!(ScaleServiceConfig::new(svc(), ScaleAction::Up, 1, 5, 5).is_err());
         assert!(ScaleServiceConfig::new(svc(), ScaleAction::Up, 1, 6, 5).is_err());
         assert!(ScaleServiceConfig::new(svc(), ScaleAction::Up, 1, 1, MAX_SCALE + 1).is_err());
@@ -532,7 +592,14 @@ mod planning_tests {
         Notification {
             group_key: "g".into(),
             status,
-            alerts: vec![AlertRef { name: "High".into(), fingerprint: "f".into(), status, starts_at: "t".into() }],
+            alerts: vec![AlertRef {
+                name: "High".into(),
+                fingerprint: "f".into(),
+                status,
+                starts_at: "t".into(),
+                labels: Default::default(),
+                annotations: Default::default(),
+            }],
         }
     }
 

@@ -84,6 +84,7 @@ impl Engine {
         let Some(_serialized) = self.locks.acquire(&key, SERVICE_WAIT).await? else {
             return Err(EngineError::Busy(format!("host pool {}", pool.name)));
         };
+        draft.id = crate::domain::ExecutionId::generate();
         if !self.still_enabled(receiver).await? {
             return self.settle(draft.skip(SkipReason::Disabled, "the receiver is disabled".into())).await;
         }
@@ -177,7 +178,11 @@ impl Engine {
 }
 
 /// Runs a host job's steps: each host created (a failure rolled back) or deleted.
-pub(super) async fn run(store: &dyn Store, pools: &Pools, mut job: Job) {
+pub(super) async fn run(store: &dyn Store, pools: &Pools, job: Job) {
+    crate::hosts::JOB.scope(job.id.to_string(), run_steps(store, pools, job)).await
+}
+
+async fn run_steps(store: &dyn Store, pools: &Pools, mut job: Job) {
     let JobKind::Hosts { pool, action, labels } = job.kind.clone() else { return };
     let Some(pool) = pools.by_name(&pool).cloned() else {
         job.fail(format!("the host pool {pool} is no longer configured"), now_millis());
@@ -190,6 +195,12 @@ pub(super) async fn run(store: &dyn Store, pools: &Pools, mut job: Job) {
             continue;
         }
         let resumed = step.state == StepState::Running;
+        if resumed {
+            let killed = pool.kill_leftovers(&job.id.to_string(), &step.service.to_string());
+            if killed > 0 {
+                tracing::warn!(job = %job.id, pool = %pool.name, host = %step.service, killed, "killed what was left of an interrupted script");
+            }
+        }
         step.state = StepState::Running;
         step.started.get_or_insert(now_millis());
         let name = step.service.to_string();
@@ -219,6 +230,8 @@ pub(super) async fn run(store: &dyn Store, pools: &Pools, mut job: Job) {
             }
             ScaleAction::Down => delete(&pool, &name).await.map_err(|e| format!("deleting {name} failed: {e}")),
         };
+        // People see the pool as it is now, not as it was listed a moment ago.
+        *pool.shown.lock().await = None;
         let now = now_millis();
         let step = &mut job.steps[index];
         step.finished = Some(now);
@@ -312,6 +325,7 @@ mod tests {
             min: 1,
             max: 3,
             provider: provider.clone(),
+            shown: Default::default(),
         };
         (pool, provider)
     }

@@ -25,6 +25,8 @@ const OUTPUT_TAIL: usize = 2000;
 /// stderr kept: a script that prints without end must not fill hookd's memory.
 const STDOUT_CAP: usize = 4 << 20;
 const STDERR_CAP: usize = 64 << 10;
+/// How long a script's pipes are read after it exited.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
 pub struct CommandProvider {
     script: Script,
@@ -64,6 +66,17 @@ impl CommandProvider {
 impl Script {
     /// Runs `argv` with `env`; its stdout, or why it failed (exit status and output's end).
     pub async fn run(&self, what: &str, argv: &[String], env: &[(&str, String)]) -> Result<String, HostError> {
+        self.run_hiding(what, argv, env, &[]).await
+    }
+
+    /// [`Script::run`], with `secrets` (a join token) never in what it reports.
+    pub async fn run_hiding(
+        &self,
+        what: &str,
+        argv: &[String],
+        env: &[(&str, String)],
+        secrets: &[&str],
+    ) -> Result<String, HostError> {
         let (program, args) = argv.split_first().ok_or_else(|| HostError::Failed(format!("no {what} command")))?;
         let mut command = tokio::process::Command::new(program);
         command
@@ -83,6 +96,9 @@ impl Script {
         for (key, value) in env {
             command.env(key, value);
         }
+        if let Ok(job) = super::JOB.try_with(String::clone) {
+            command.env("HOOKD_JOB", job);
+        }
         // A script outlives no killed hookd: the restarted one cleans up and runs it again,
         // and must not race a leftover run.
         // SAFETY: only prctl, async-signal-safe, runs between fork and exec.
@@ -98,24 +114,57 @@ impl Script {
         // Dropped unfinished (a job given up, a client gone): the whole group goes.
         let _group = Group(pid);
         let (mut stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
-        let run = async {
-            let (out, err, status) =
-                tokio::join!(read_capped(&mut stdout, STDOUT_CAP), read_capped(&mut stderr, STDERR_CAP), child.wait());
-            (out, err.0, status)
-        };
-        let ((out, out_total), err, status) = match tokio::time::timeout(self.timeout, run).await {
-            Ok(done) => done,
-            Err(_) => {
-                kill_group(pid);
-                return Err(HostError::Failed(format!(
-                    "the {what} command did not finish within {} s; it was killed",
-                    self.timeout.as_secs()
-                )));
+        let (mut out, mut err) = (Capped::new(STDOUT_CAP), Capped::new(STDERR_CAP));
+        let (mut out_open, mut err_open, mut status) = (true, true, None);
+        let (mut out_buf, mut err_buf) = (vec![0u8; 16 << 10], vec![0u8; 16 << 10]);
+        let mut until = tokio::time::Instant::now() + self.timeout;
+        while out_open || err_open || status.is_none() {
+            tokio::select! {
+                read = stdout.read(&mut out_buf), if out_open => match read {
+                    Ok(n @ 1..) => out.push(&out_buf[..n]),
+                    _ => out_open = false,
+                },
+                read = stderr.read(&mut err_buf), if err_open => match read {
+                    Ok(n @ 1..) => err.push(&err_buf[..n]),
+                    _ => err_open = false,
+                },
+                exited = child.wait(), if status.is_none() => {
+                    status = Some(exited);
+                    // Something the script left running may hold its pipes open: what
+                    // came within a moment of its exit is its output.
+                    until = until.min(tokio::time::Instant::now() + OUTPUT_GRACE);
+                }
+                _ = tokio::time::sleep_until(until) => {
+                    if status.is_some() {
+                        break;
+                    }
+                    kill_group(pid);
+                    return Err(HostError::Failed(format!(
+                        "the {what} command did not finish within {} s; it was killed",
+                        self.timeout.as_secs()
+                    )));
+                }
             }
+        }
+        let status = status.expect("the loop ends once the script exited");
+        let (out, out_total) = out.finish();
+        let (err, err_total) = err.finish();
+        // Hidden before anything is cut: a cut through a secret would leave part of it.
+        let hide = |bytes: &[u8], truncated: bool| {
+            let mut text = String::from_utf8_lossy(bytes).into_owned();
+            // Cut through the front: a secret's tail may begin it.
+            let longest = secrets.iter().map(|s| s.len()).max().unwrap_or(0);
+            if truncated && longest > 0 {
+                text = text.chars().skip(longest).collect();
+            }
+            secrets.iter().filter(|s| !s.is_empty()).fold(text, |text, secret| text.replace(secret, "<secret>"))
         };
         // Whatever the script left behind in its group goes with it.
         kill_group(pid);
-        let stdout = String::from_utf8_lossy(&out).into_owned();
+        let stdout = match secrets.is_empty() {
+            true => String::from_utf8_lossy(&out).into_owned(),
+            false => hide(&out, out_total > out.len()),
+        };
         match status {
             Ok(status) if status.success() && out_total > STDOUT_CAP => Err(HostError::Failed(format!(
                 "the {what} command printed {out_total} bytes; hookd reads at most {STDOUT_CAP}"
@@ -123,28 +172,40 @@ impl Script {
             Ok(status) if status.success() => Ok(stdout),
             Ok(status) => Err(HostError::Failed(format!(
                 "the {what} command failed ({status}): {}",
-                tail(&String::from_utf8_lossy(&err), &stdout)
+                tail(&hide(&err, err_total > err.len()), &stdout)
             ))),
             Err(e) => Err(HostError::Failed(format!("the {what} command could not be waited for: {e}"))),
         }
     }
 }
 
-/// Reads a pipe to its end, keeping its last `cap` bytes; returns them and how many came.
-async fn read_capped(pipe: &mut (impl tokio::io::AsyncRead + Unpin), cap: usize) -> (Vec<u8>, usize) {
-    let (mut kept, mut total, mut buf) = (Vec::new(), 0, vec![0u8; 16 << 10]);
-    while let Ok(n @ 1..) = pipe.read(&mut buf).await {
-        total += n;
-        kept.extend_from_slice(&buf[..n]);
+/// A pipe's output as it comes: its last `cap` bytes kept, and how many came.
+struct Capped {
+    kept: Vec<u8>,
+    total: usize,
+    cap: usize,
+}
+
+impl Capped {
+    fn new(cap: usize) -> Self {
+        Self { kept: Vec::new(), total: 0, cap }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.total += bytes.len();
+        self.kept.extend_from_slice(bytes);
         // Trimmed once it holds twice the cap: each byte is moved at most once more.
-        if kept.len() > 2 * cap {
-            kept.drain(..kept.len() - cap);
+        if self.kept.len() > 2 * self.cap {
+            self.kept.drain(..self.kept.len() - self.cap);
         }
     }
-    if kept.len() > cap {
-        kept.drain(..kept.len() - cap);
+
+    fn finish(mut self) -> (Vec<u8>, usize) {
+        if self.kept.len() > self.cap {
+            self.kept.drain(..self.kept.len() - self.cap);
+        }
+        (self.kept, self.total)
     }
-    (kept, total)
 }
 
 /// Kills a script's process group when dropped.

@@ -22,6 +22,12 @@ use crate::{
     domain::{host::HostInfo, ProjectName},
 };
 
+tokio::task_local! {
+    /// The host job a provider call runs for: scripts get it as `HOOKD_JOB`, so what is left
+    /// of them after a crash is found by it (and by no other hookd's).
+    pub static JOB: String;
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HostError {
     /// The provider ran and said no (a script's exit status, the engine's refusal).
@@ -52,7 +58,15 @@ pub struct Pool {
     pub min: u32,
     pub max: u32,
     pub provider: Arc<dyn HostProvider>,
+    /// The last listing shown to people, and when: pages polling the pool share it.
+    pub shown: tokio::sync::Mutex<Option<Shown>>,
 }
+
+/// A listing shown to people, and when it was made.
+pub type Shown = (tokio::time::Instant, Result<Vec<HostInfo>, HostError>);
+
+/// How long a listing shown to people is reused: listing may call a cloud API.
+const SHOWN_FOR: Duration = Duration::from_secs(5);
 
 impl Pool {
     /// The pool's hosts: those the provider lists that carry its selector.
@@ -60,12 +74,45 @@ impl Pool {
         Ok(self.listing().await?.0)
     }
 
+    /// The pool's hosts for people to see (`GET /pools`): one listing at a time, reused for
+    /// a few seconds, so pages polling many times a second run the provider once.
+    pub async fn shown_hosts(&self) -> Result<Vec<HostInfo>, HostError> {
+        let mut shown = self.shown.lock().await;
+        if let Some((_, hosts)) = shown.as_ref().filter(|(at, _)| at.elapsed() < SHOWN_FOR) {
+            return hosts.clone();
+        }
+        let hosts = self.hosts().await;
+        *shown = Some((tokio::time::Instant::now(), hosts.clone()));
+        hosts
+    }
+
+    /// Kills what is left of scripts that ran for host `name` in `job` (a hookd killed
+    /// mid-script leaves the script's children running: a `terraform apply` that would
+    /// finish the host after its resumed job made it again). Their environment names the
+    /// job and the host. Returns how many were killed.
+    pub fn kill_leftovers(&self, job: &str, name: &str) -> usize {
+        let wanted = [format!("HOOKD_JOB={job}"), format!("HOOKD_HOST_NAME={name}")];
+        let mut killed = 0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+            let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+            if wanted.iter().all(|w| vars.contains(&w.as_bytes())) && pid != std::process::id() as i32 {
+                let pid = nix::unistd::Pid::from_raw(pid);
+                if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok() {
+                    killed += 1;
+                }
+            }
+        }
+        killed
+    }
+
     /// The pool's hosts, and the name of every host the provider knows (in the pool or not:
     /// new names avoid them all). A host whose name hookd cannot use is left out, with a warning.
     pub async fn listing(&self) -> Result<(Vec<HostInfo>, BTreeSet<String>), HostError> {
         let all = self.provider.list().await?;
         let taken = all.iter().map(|h| h.name.clone()).collect();
-        let hosts = all
+        let mut hosts: Vec<HostInfo> = all
             .into_iter()
             .filter(|h| crate::domain::host::selects(&self.selector, &h.labels))
             .filter(|h| {
@@ -76,6 +123,7 @@ impl Pool {
                 usable
             })
             .collect();
+        hosts.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
         Ok((hosts, taken))
     }
 }
@@ -115,6 +163,7 @@ impl Pools {
                 min: c.min,
                 max: c.max,
                 provider,
+                shown: Default::default(),
             }));
         }
         Ok(Self { all })

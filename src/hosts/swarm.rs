@@ -61,8 +61,12 @@ impl SwarmProvider {
         }
     }
 
+    async fn all_nodes(&self) -> Result<Vec<Node>, HostError> {
+        self.docker.list_nodes(None).await.map_err(|e| self.error(e))
+    }
+
     async fn workers(&self) -> Result<Vec<Node>, HostError> {
-        let nodes = self.docker.list_nodes(None).await.map_err(|e| self.error(e))?;
+        let nodes = self.all_nodes().await?;
         Ok(nodes.into_iter().filter(|n| role(n) != Some(NodeSpecRoleEnum::MANAGER)).collect())
     }
 
@@ -95,12 +99,27 @@ impl SwarmProvider {
         }
     }
 
-    async fn update(&self, node: &Node, change: impl FnOnce(&mut bollard::models::NodeSpec)) -> Result<(), HostError> {
+    /// Changes a node's spec at the version just read; a node changing under us (one that
+    /// just joined settles for a moment) is read again, a few times.
+    async fn update(&self, node: &Node, change: impl Fn(&mut bollard::models::NodeSpec)) -> Result<(), HostError> {
         let id = node.id.clone().unwrap_or_default();
-        let mut spec = node.spec.clone().unwrap_or_default();
-        change(&mut spec);
-        let version = node.version.as_ref().and_then(|v| v.index).unwrap_or(0) as i64;
-        self.docker.update_node(&id, spec, UpdateNodeOptions { version }).await.map_err(|e| self.error(e))
+        let mut node = node.clone();
+        for attempt in 1.. {
+            let mut spec = node.spec.clone().unwrap_or_default();
+            change(&mut spec);
+            let version = node.version.as_ref().and_then(|v| v.index).unwrap_or(0) as i64;
+            match self.docker.update_node(&id, spec, UpdateNodeOptions { version }).await {
+                Ok(()) => return Ok(()),
+                Err(bollard::errors::Error::DockerResponseServerError { status_code, .. })
+                    if status_code >= 500 && attempt < 5 =>
+                {
+                    tokio::time::sleep(POLL).await;
+                    node = self.docker.inspect_node(&id).await.map_err(|e| self.error(e))?;
+                }
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     /// Tasks on the node that have not stopped yet: a drained node's tasks are told to
@@ -143,29 +162,40 @@ impl SwarmProvider {
             ("HOOKD_SWARM_JOIN_TOKEN", token),
             ("HOOKD_SWARM_MANAGER", manager),
         ];
-        let out = self.script.run("create", &self.create, &env).await.map_err(|e| match e {
-            // `set -x` in a script would print the join token.
-            HostError::Failed(why) => HostError::Failed(why.replace(&env[2].1, "<join token>")),
-            other => other,
-        })?;
+        // Before: the node the script makes is the one not there yet.
+        let before: std::collections::HashSet<String> =
+            self.all_nodes().await?.into_iter().filter_map(|n| n.id).collect();
+        // `set -x` in a script would print the join token.
+        let out = self.script.run_hiding("create", &self.create, &env, &[&env[2].1]).await?;
         let node_id = |l: &&str| l.len() == 25 && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         let id = match out.lines().map(str::trim).rfind(node_id) {
             Some(id) => id.to_owned(),
             None => {
                 let nodes = self.workers().await?;
-                let by_hostname = nodes.iter().find(|n| hostname(n) == name && node_name(n) == name);
+                let new_one = |n: &&Node| n.id.as_ref().is_some_and(|id| !before.contains(id));
+                let by_hostname = nodes.iter().filter(new_one).find(|n| hostname(n) == name && node_name(n) == name);
                 by_hostname.and_then(|n| n.id.clone()).ok_or_else(|| {
-                    HostError::Failed(format!("the create script printed no node ID and no node is named {name}"))
+                    HostError::Failed(format!("the create script printed no node ID and no new node is named {name}"))
                 })?
             }
         };
+        // Only a node that joined just now, as a worker, is taken into the pool: never a
+        // manager, another pool's worker, or an old node the script happened to print.
+        if before.contains(&id) {
+            return Err(HostError::Failed(format!(
+                "the create script printed node {id}, which was in the swarm before it ran; hookd takes only a node \
+                 that joins"
+            )));
+        }
         // Named and labelled as soon as the manager knows it: a rollback (`delete` by name)
         // then finds a node that never became ready.
         let node = self.wait_for(&id, "known to the manager", |_| true).await?;
-        let labels = labels.clone();
+        if role(&node) == Some(NodeSpecRoleEnum::MANAGER) {
+            return Err(HostError::Failed(format!("node {id} joined as a manager; a pool holds workers only")));
+        }
         self.update(&node, |spec| {
             spec.name = Some(name.to_owned());
-            spec.labels.get_or_insert_with(HashMap::new).extend(labels);
+            spec.labels.get_or_insert_with(HashMap::new).extend(labels.clone());
         })
         .await?;
         let ready = |n: &Node| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY);
@@ -194,10 +224,19 @@ impl HostProvider for SwarmProvider {
 
     async fn list(&self) -> Result<Vec<HostInfo>, HostError> {
         Ok(self
-            .workers()
+            .all_nodes()
             .await?
             .iter()
             .map(|n| {
+                // A manager's name is taken, but no selector picks it: it has no labels here.
+                if role(n) == Some(NodeSpecRoleEnum::MANAGER) {
+                    return HostInfo {
+                        name: node_name(n).to_owned(),
+                        labels: BTreeMap::new(),
+                        created: 0,
+                        healthy: false,
+                    };
+                }
                 let spec = n.spec.as_ref();
                 let ready = n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY);
                 let active = spec.and_then(|s| s.availability) == Some(NodeSpecAvailabilityEnum::ACTIVE);
@@ -218,6 +257,12 @@ impl HostProvider for SwarmProvider {
 
     async fn delete(&self, name: &str) -> Result<(), HostError> {
         let Some(node) = self.find(name).await? else {
+            // A node of that name outside the pool (relabelled, promoted) is not ours to stop.
+            if self.all_nodes().await?.iter().any(|n| node_name(n) == name) {
+                return Err(HostError::Failed(format!(
+                    "a node named {name} is in the swarm without the pool's labels; hookd leaves it and its machine alone"
+                )));
+            }
             // Gone already, or never joined: the machine may still run.
             if !self.delete.is_empty() {
                 self.script.run("delete", &self.delete, &[("HOOKD_HOST_NAME", name.to_owned())]).await?;
@@ -227,7 +272,10 @@ impl HostProvider for SwarmProvider {
         let id = node.id.clone().unwrap_or_default();
         self.update(&node, |spec| spec.availability = Some(NodeSpecAvailabilityEnum::DRAIN)).await?;
         let deadline = tokio::time::Instant::now() + self.script.timeout;
-        while self.live_tasks(&id).await? > 0 {
+        // A dead node's tasks keep their last state (RUNNING) for a day: nothing will stop
+        // them there, and the swarm has rescheduled them already.
+        let up = node.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY);
+        while up && self.live_tasks(&id).await? > 0 {
             if tokio::time::Instant::now() > deadline {
                 return Err(HostError::Failed(format!(
                     "the tasks of {name} did not move within {} s; the node stays drained",

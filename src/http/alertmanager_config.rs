@@ -14,7 +14,7 @@ use super::{
     receivers::{trigger_url, Target},
     ApiError, AppState,
 };
-use crate::domain::{DriverConfig, Receiver, ScaleAction};
+use crate::domain::{target::ScaleMode, DriverConfig, Receiver, ScaleAction};
 
 /// Alertmanager durations: whole minutes when they are, seconds otherwise.
 fn duration(seconds: u32) -> String {
@@ -70,10 +70,10 @@ fn matcher(name: &str, value: &str) -> String {
 }
 
 /// The snippet for a receiver whose trigger URL is `url`, routing alerts labelled `target`
-/// (`service="web"`, or `pool="workers"` for a host receiver). Everything that comes from
-/// users goes through the YAML serializer; the comments hold only fixed text, numbers and
-/// the token (whose characters are safe anywhere).
-pub fn snippet(r: &Receiver, c: &crate::domain::ScaleServiceConfig, url: &str, target: (&str, &str)) -> String {
+/// (`service="web"`, or `pool="workers"` for a host receiver, with its further labels).
+/// Everything that comes from users goes through the YAML serializer; the comments hold
+/// only fixed text, numbers and the token (whose characters are safe anywhere).
+pub fn snippet(r: &Receiver, c: &crate::domain::ScaleServiceConfig, url: &str, target: &[(&str, &str)]) -> String {
     let name: String = r
         .name
         .as_str()
@@ -85,14 +85,37 @@ pub fn snippet(r: &Receiver, c: &crate::domain::ScaleServiceConfig, url: &str, t
     let resolved_note = match c.options.on_resolved {
         crate::domain::OnResolved::Ignore => "resolved notifications change nothing (onResolved: ignore)",
         crate::domain::OnResolved::Reverse => "a resolved notification undoes one step (onResolved: reverse)",
+        crate::domain::OnResolved::Min => "a resolved notification scales to min (onResolved: min)",
     };
-    // A still-firing alert steps again only once its repeat is outside the dedup window and
-    // the cooldown; a minute more keeps it clear of both.
-    let cooldown = c.cooldown(c.action, true);
-    let repeat = c.options.dedup.max(cooldown) + 60;
     let action = match c.action {
         ScaleAction::Up => "up",
         ScaleAction::Down => "down",
+    };
+    let mut matchers: Vec<String> = target.iter().map(|(k, v)| matcher(k, v)).collect();
+    let (about, timing, group_interval, repeat) = match &c.mode {
+        ScaleMode::Step => {
+            matchers.insert(0, matcher("action", action));
+            // A still-firing alert steps again only once its repeat is outside the dedup
+            // window and the cooldown; a minute more keeps it clear of both.
+            let cooldown = c.cooldown(c.action, true);
+            let timing = format!(
+                "# A repeat of a still-firing alert steps again once it is past the dedup window\n\
+                 # ({} s) and the cooldown ({cooldown} s); shorter repeats are skipped.\n",
+                c.options.dedup
+            );
+            (format!("{action} scaling"), timing, "5m", duration(c.options.dedup.max(cooldown) + 60))
+        }
+        ScaleMode::Target(t) => {
+            let timing = format!(
+                "# Each firing alert carries the replica count in its {} {}; hookd scales to the largest.\n\
+                 # A scale-down waits out the {} s stabilization window and lands on the first\n\
+                 # notification after it: repeats every minute bring that soon.\n",
+                t.from.kind(),
+                t.from.name(),
+                t.stabilization
+            );
+            ("target scaling".to_owned(), timing, "30s", "1m".to_owned())
+        }
     };
     let data = Snippet {
         receivers: vec![
@@ -106,10 +129,10 @@ pub fn snippet(r: &Receiver, c: &crate::domain::ScaleServiceConfig, url: &str, t
             receiver: DISCARD,
             routes: vec![SubRoute {
                 receiver: receiver_name.clone(),
-                matchers: vec![matcher("action", action), matcher(target.0, target.1)],
+                matchers,
                 group_wait: "30s",
-                group_interval: "5m",
-                repeat_interval: duration(repeat),
+                group_interval,
+                repeat_interval: repeat,
             }],
         },
     };
@@ -124,14 +147,11 @@ pub fn snippet(r: &Receiver, c: &crate::domain::ScaleServiceConfig, url: &str, t
         String::new()
     };
     format!(
-        "# An Alertmanager receiver and route for a hookd receiver ({action} scaling).\n\
+        "# An Alertmanager receiver and route for a hookd receiver ({about}).\n\
          # The URL carries this receiver's token: keep this snippet as secret as a password.\n\
-         # hookd reads each alert's status: {resolved_note}.\n\
-         # A repeat of a still-firing alert steps again once it is past the dedup window\n\
-         # ({dedup} s) and the cooldown ({cooldown} s); shorter repeats are skipped.\n\
+         # hookd reads each alert's status: {resolved_note}.\n{timing}\
          # It is a whole alertmanager.yml (alerts it does not route are discarded); to add it to\n\
          # yours, copy the hookd receiver into `receivers:` and the sub-route into `route.routes:`.\n{header_form}\n{yaml}",
-        dedup = c.options.dedup,
     )
 }
 
@@ -145,12 +165,16 @@ pub async fn get(
     }
     let url = trigger_url(&state, &state.base_url(&headers), &receiver);
     let snippet = match &receiver.config {
-        DriverConfig::ScaleService(config) => snippet(&receiver, config, &url, ("service", config.service.as_str())),
+        DriverConfig::ScaleService(config) => snippet(&receiver, config, &url, &[("service", config.service.as_str())]),
         DriverConfig::ScaleHost(config) => {
             let pool = state.engine.pool_for(&receiver.project, &config.selector).map_err(|why| {
                 ApiError::bad_request("unknown_pool", format!("this receiver's pool is no longer configured: {why}"))
             })?;
-            snippet(&receiver, &config.rules(&pool.name), &url, ("pool", &pool.name))
+            // The receiver's labels beyond the pool's tell its alerts from another group's.
+            let mut target = vec![("pool", pool.name.as_str())];
+            let extra = config.selector.iter().filter(|(k, _)| !pool.selector.contains_key(*k));
+            target.extend(extra.map(|(k, v)| (k.as_str(), v.as_str())));
+            snippet(&receiver, &config.rules(&pool.name), &url, &target)
         }
         DriverConfig::ServiceUpgrade(_) => return Err(ApiError::bad_request(
             "not_an_alert_receiver",

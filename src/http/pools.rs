@@ -29,7 +29,7 @@ pub async fn list(
     let mut data = Vec::new();
     for pool in state.engine.pools().of_project(&project) {
         // One pool's provider failing is that pool's error, not the whole answer's.
-        let (hosts, error) = match pool.hosts().await {
+        let (hosts, error) = match pool.shown_hosts().await {
             Ok(hosts) => (hosts, None),
             Err(e) => (Vec::new(), Some(e.to_string())),
         };

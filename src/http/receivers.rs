@@ -150,6 +150,11 @@ async fn driver_config(
                     .with_field("scaleServiceConfig.serviceId"));
                 }
             }
+            if config.min == 0 {
+                if let Err(crate::backend::BackendError::Refused(why)) = backend.check_zero(&config.service).await {
+                    return Err(ApiError::bad_request("zero_unsupported", why).with_field("scaleServiceConfig.min"));
+                }
+            }
             Ok(DriverConfig::ScaleService(config))
         }
         Driver::ServiceUpgrade => {

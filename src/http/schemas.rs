@@ -9,7 +9,10 @@ use axum::{
 };
 use serde_json::{json, Value};
 
-use crate::auth::Caller;
+use crate::{
+    auth::Caller,
+    domain::target::{DEFAULT_STABILIZATION_SECONDS, MAX_STABILIZATION_SECONDS},
+};
 
 use super::{
     wire::{collection, DEFAULT_AMOUNT, DEFAULT_MAX, DEFAULT_MIN},
@@ -86,8 +89,8 @@ fn schemas(base: &str) -> Vec<Value> {
                          "description": "Must be greater than min" },
                 "atBound": { "type": "enum", "options": ["clamp", "refuse"], "default": "clamp", "create": true, "update": true,
                              "description": "A step past min or max: stop at the bound (clamp), or refuse it with 400 and change nothing, as Rancher did (refuse)" },
-                "onResolved": { "type": "enum", "options": ["ignore", "reverse"], "default": "ignore", "create": true, "update": true,
-                                "description": "What a resolved Alertmanager notification does: nothing, or undo one step" },
+                "onResolved": { "type": "enum", "options": ["ignore", "reverse", "min"], "default": "ignore", "create": true, "update": true,
+                                "description": "What a resolved Alertmanager notification does: nothing, undo one step (step mode), or go to min (target mode)" },
                 "cooldownUpSeconds": { "type": "int", "default": null, "nullable": true, "min": 0, "max": MAX_WINDOW_SECONDS,
                                        "create": true, "update": true,
                                        "description": format!("Seconds after the service's last change (by any receiver) before this receiver scales it up. Unset: {ALERT_COOLDOWN_UP} for Alertmanager notifications, none for plain POSTs") },
@@ -99,6 +102,19 @@ fn schemas(base: &str) -> Vec<Value> {
                                   "description": "A notification already acted on within this window is skipped as a duplicate" },
                 "allowAutoscaler": { "type": "boolean", "default": false, "create": true, "update": true,
                                      "description": "Scale even though an autoscaler (a Kubernetes HPA) sets the same service's scale; refused at creation otherwise" },
+                "allowZero": { "type": "boolean", "default": false, "create": true, "update": true,
+                               "description": "Allow min 0: the service may be scaled to zero and woken by the next alert (not Compose services)" },
+                "mode": { "type": "enum", "options": ["step", "target"], "default": "step", "create": true, "update": true,
+                          "description": "step: ±amount per trigger; target: to the replica count the firing alerts carry" },
+                "targetFrom": { "type": "map[string]", "nullable": true, "create": true, "update": true,
+                                "description": "Target mode: {\"annotation\": NAME} or {\"label\": NAME}, where each firing alert carries the wanted replica count" },
+                "maxStepUp": { "type": "string", "nullable": true, "create": true, "update": true,
+                               "description": "Target mode: most replicas one decision adds, as a count (4) or a percentage (\"50%\")" },
+                "maxStepDown": { "type": "string", "nullable": true, "create": true, "update": true,
+                                 "description": "Target mode: most replicas one decision removes, as a count or a percentage" },
+                "stabilizationSeconds": { "type": "int", "default": DEFAULT_STABILIZATION_SECONDS, "min": 0, "max": MAX_STABILIZATION_SECONDS,
+                                          "create": true, "update": true,
+                                          "description": "Target mode: a scale-down goes no lower than the highest recommendation of this window" },
             }),
         ),
         // Rancher's other drivers, with Rancher's fields and defaults, for its UI.

@@ -301,6 +301,10 @@ pub async fn trigger(
             "action_failed",
             format!("the action could not be done: {}", execution.reason),
         ),
+        // A target-mode receiver given no replica count (a bound refusal has an effect).
+        Outcome::Refused if matches!(execution.effect, crate::domain::Effect::None) => {
+            ApiError::bad_request("no_target", format!("{}: {}", execution.reason, execution.detail))
+        }
         // Rancher's answer, word for word: its clients match on it.
         Outcome::Refused => ApiError::bad_request(
             "at_bound",

@@ -7,11 +7,14 @@ use std::collections::BTreeMap;
 use serde::{de::IgnoredAny, Deserialize, Serialize};
 use serde_json::Value;
 
+mod target;
+
 use super::error::ApiError;
 use crate::{
     backend::ServiceInfo,
     domain::{
         host::{DeleteOption, ScaleHostConfig},
+        target::ScaleMode,
         AlertRef, AtBound, DriverConfig, Execution, Job, JobKind, Millis, OnResolved, Receiver, ScaleAction,
         ScaleOptions, ScaleServiceConfig, ServiceId, ServiceUpgradeConfig, TagPolicy,
     },
@@ -75,6 +78,12 @@ pub struct ScaleServiceConfigIn {
     pub cooldown_down_seconds: Option<u32>,
     pub dedup_seconds: Option<u32>,
     pub allow_autoscaler: Option<bool>,
+    pub allow_zero: Option<bool>,
+    pub mode: Option<String>,
+    pub target_from: Option<target::TargetFromIn>,
+    pub max_step_up: Option<Value>,
+    pub max_step_down: Option<Value>,
+    pub stabilization_seconds: Option<u32>,
     #[serde(rename = "type")]
     pub kind: Option<IgnoredAny>,
 }
@@ -121,10 +130,26 @@ impl ScaleServiceConfigIn {
             e.field = "scaleServiceConfig.serviceId";
             e
         })?;
-        let action = self.action.ok_or_else(|| {
-            ApiError::bad_request("missing_field", "scaleServiceConfig.action is required (\"up\" or \"down\")")
-                .with_field("scaleServiceConfig.action")
-        })?;
+        let mode = target::TargetIn {
+            mode: self.mode.as_deref(),
+            target_from: self.target_from,
+            max_step_up: self.max_step_up.as_ref(),
+            max_step_down: self.max_step_down.as_ref(),
+            stabilization_seconds: self.stabilization_seconds,
+        }
+        .into_domain()?;
+        // A target receiver has no direction of its own: "up" stands in, unused.
+        let action = match (self.action, &mode) {
+            (Some(action), _) => action,
+            (None, ScaleMode::Target(_)) => "up".to_owned(),
+            (None, ScaleMode::Step) => {
+                return Err(ApiError::bad_request(
+                    "missing_field",
+                    "scaleServiceConfig.action is required (\"up\" or \"down\")",
+                )
+                .with_field("scaleServiceConfig.action"))
+            }
+        };
         let defaults = ScaleOptions::default();
         let options = ScaleOptions {
             at_bound: self.at_bound.as_deref().map(AtBound::parse).transpose()?.unwrap_or_default(),
@@ -133,8 +158,10 @@ impl ScaleServiceConfigIn {
             cooldown_down: self.cooldown_down_seconds,
             dedup: self.dedup_seconds.unwrap_or(defaults.dedup),
             allow_autoscaler: self.allow_autoscaler.unwrap_or(defaults.allow_autoscaler),
+            allow_zero: self.allow_zero.unwrap_or(defaults.allow_zero),
         };
-        Ok(ScaleServiceConfig::new(service, ScaleAction::parse(&action)?, amount, min, max)?.with_options(options)?)
+        let config = ScaleServiceConfig::new(service, ScaleAction::parse(&action)?, amount, min, max)?;
+        Ok(config.with_mode(mode)?.with_options(options)?)
     }
 }
 
@@ -193,6 +220,7 @@ impl ScaleHostConfigIn {
                 cooldown_down: self.cooldown_down_seconds,
                 dedup: self.dedup_seconds.unwrap_or(defaults.dedup),
                 allow_autoscaler: false,
+                allow_zero: false,
             },
         };
         Ok(config.validate()?)
@@ -306,8 +334,11 @@ pub fn receiver_out(r: &Receiver, base: &str, url: Option<String>) -> Value {
                     "cooldownDownSeconds": c.options.cooldown_down,
                     "dedupSeconds": c.options.dedup,
                     "allowAutoscaler": c.options.allow_autoscaler,
+                    "allowZero": c.options.allow_zero,
                 }),
             );
+            let config = object["scaleServiceConfig"].as_object_mut().expect("built as an object");
+            target::out(&c.mode, config);
         }
         DriverConfig::ServiceUpgrade(c) => {
             object.insert(

@@ -29,6 +29,8 @@ struct Alert {
     #[serde(default)]
     labels: std::collections::BTreeMap<String, String>,
     #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
     starts_at: String,
     #[serde(default)]
     fingerprint: String,
@@ -80,6 +82,8 @@ pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
                 fingerprint,
                 status,
                 starts_at: a.starts_at,
+                labels: a.labels,
+                annotations: a.annotations,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -17,8 +17,8 @@ pub use sqlite::SqliteStore;
 use crate::{
     config::Retention,
     domain::{
-        ApiTokenId, AuditId, Decided, DedupKey, Execution, ExecutionId, Job, JobId, Millis, ProjectName, Receiver,
-        ReceiverId, ServiceKey,
+        target::Recommendation, ApiTokenId, AuditId, Decided, DedupKey, Execution, ExecutionId, Job, JobId, Millis,
+        ProjectName, Receiver, ReceiverId, ServiceKey,
     },
 };
 
@@ -226,6 +226,11 @@ pub trait Store: Send + Sync + 'static {
     /// on this dedup key, if one was made at `since` or later.
     async fn last_decided(&self, receiver: ReceiverId, key: &DedupKey, since: Millis) -> StoreResult<Option<Decided>>;
     async fn count_executions(&self, receiver: ReceiverId) -> StoreResult<u64>;
+    /// Keeps what a target-mode trigger recommended for `service`; forgets its
+    /// recommendations older than an hour (the longest stabilization window).
+    async fn record_recommendation(&self, service: &ServiceKey, recommendation: Recommendation) -> StoreResult<()>;
+    /// The service's recommendations made at `since` or later.
+    async fn recommendations(&self, service: &ServiceKey, since: Millis) -> StoreResult<Vec<Recommendation>>;
 
     /// Every signing key, retired or not.
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>>;

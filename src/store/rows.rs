@@ -5,6 +5,7 @@
 
 use crate::domain::{
     host::{DeleteOption, ScaleHostConfig},
+    target::{ScaleMode, StepLimit, TargetConfig, TargetSource},
     JobKind,
 };
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,52 @@ struct StoredScaleService {
     dedup: Option<u32>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     allow_autoscaler: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    allow_zero: bool,
+    /// Target mode's settings; absent: step mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<StoredTarget>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredTarget {
+    /// "annotation" or "label".
+    from: String,
+    name: String,
+    #[serde(default)]
+    max_step_up: Option<String>,
+    #[serde(default)]
+    max_step_down: Option<String>,
+    stabilization: u32,
+}
+
+impl StoredTarget {
+    fn new(mode: &ScaleMode) -> Option<Self> {
+        let ScaleMode::Target(t) = mode else { return None };
+        Some(Self {
+            from: t.from.kind().to_owned(),
+            name: t.from.name().to_owned(),
+            max_step_up: t.max_step_up.map(StepLimit::text),
+            max_step_down: t.max_step_down.map(StepLimit::text),
+            stabilization: t.stabilization,
+        })
+    }
+
+    fn into_domain(self) -> StoreResult<ScaleMode> {
+        let from = match self.from.as_str() {
+            "annotation" => TargetSource::Annotation(self.name),
+            "label" => TargetSource::Label(self.name),
+            other => return Err(corrupt(format!("target source {other:?}"))),
+        };
+        let limit =
+            |field, text: Option<String>| text.map(|t| StepLimit::parse(field, &t)).transpose().map_err(corrupt);
+        Ok(ScaleMode::Target(TargetConfig {
+            from,
+            max_step_up: limit("maxStepUp", self.max_step_up)?,
+            max_step_down: limit("maxStepDown", self.max_step_down)?,
+            stabilization: self.stabilization,
+        }))
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -99,6 +146,8 @@ fn alerts_from_json(json: &str) -> StoreResult<Vec<AlertRef>> {
                 name: a.name,
                 fingerprint: a.fingerprint,
                 starts_at: a.starts_at,
+                labels: Default::default(),
+                annotations: Default::default(),
             })
         })
         .collect()
@@ -118,6 +167,8 @@ pub fn config_to_json(config: &DriverConfig) -> String {
             cooldown_down: c.options.cooldown_down,
             dedup: Some(c.options.dedup),
             allow_autoscaler: c.options.allow_autoscaler,
+            allow_zero: c.options.allow_zero,
+            target: StoredTarget::new(&c.mode),
         }),
         DriverConfig::ServiceUpgrade(c) => serde_json::to_string(&StoredServiceUpgrade {
             selector: c.selector.clone(),
@@ -171,8 +222,11 @@ pub fn config_from_json(driver: &str, json: &str) -> StoreResult<DriverConfig> {
                 cooldown_down: s.cooldown_down,
                 dedup: s.dedup.unwrap_or(defaults.dedup),
                 allow_autoscaler: s.allow_autoscaler,
+                allow_zero: s.allow_zero,
             };
+            let mode = s.target.map(StoredTarget::into_domain).transpose()?.unwrap_or_default();
             let config = ScaleServiceConfig::new(service, action, s.amount, s.min, s.max)
+                .and_then(|c| c.with_mode(mode))
                 .and_then(|c| c.with_options(options))
                 .map_err(corrupt)?;
             Ok(DriverConfig::ScaleService(config))
@@ -207,6 +261,7 @@ pub fn config_from_json(driver: &str, json: &str) -> StoreResult<DriverConfig> {
                     cooldown_down: s.cooldown_down,
                     dedup: s.dedup,
                     allow_autoscaler: false,
+                    allow_zero: false,
                 },
             };
             Ok(DriverConfig::ScaleHost(config.validate().map_err(corrupt)?))
@@ -480,4 +535,14 @@ pub fn job_from_json(id: &[u8], json: &str) -> StoreResult<Job> {
         updated: s.updated,
         finished: s.finished,
     })
+}
+
+/// `(at, replicas)` rows of the `recommendations` table.
+pub fn recommendations(rows: Vec<(i64, i64)>) -> Vec<crate::domain::target::Recommendation> {
+    rows.into_iter()
+        .map(|(at, replicas)| crate::domain::target::Recommendation {
+            at,
+            replicas: u32::try_from(replicas.max(0)).unwrap_or(u32::MAX),
+        })
+        .collect()
 }

@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// Serves `demand <n>` on /metrics: the load the test controls.
-async fn demand_exporter(demand: Arc<AtomicU64>) -> u16 {
+pub async fn demand_exporter(demand: Arc<AtomicU64>) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let app = axum::Router::new().route(

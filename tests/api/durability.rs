@@ -19,6 +19,14 @@ struct Server {
     base: String,
 }
 
+/// A failed assertion must not leave hookd (and its services) running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start(config: &std::path::Path, token: &str, port: u16) -> Server {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_hookd"))
         .args(["serve", "--config"])

@@ -320,7 +320,7 @@ async fn issue_17_a_receiver_names_one_pool_and_rancher_s_rules_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_17_hookd_killed_mid_job_finishes_it_after_a_restart() {
     let dir = HostsDir::new();
-    let mut app = app_with_pool(dir.path(), &[("HOSTS_SLOW", "2")], true).await;
+    let mut app = app_with_pool(dir.path(), &[("HOSTS_SLOW", "2"), ("HOSTS_LATE", "3")], true).await;
     let up = host_receiver(&app, "up", zone_a("up", 2, json!({}))).await;
     let (status, answer) = app.trigger(&up).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
@@ -339,6 +339,12 @@ async fn issue_17_hookd_killed_mid_job_finishes_it_after_a_restart() {
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"));
     assert_eq!(records.count(), 2, "no host made twice");
+    // The interrupted script's child was killed on resume: it never finishes a host late.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let late = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "late"));
+    assert_eq!(late.count(), 0, "a leftover of the killed script finished a host");
 }
 
 /// A host receiver takes Alertmanager notifications too: its snippet routes alerts labelled

@@ -69,6 +69,8 @@ fn decided(receiver: ReceiverId, outcome: Outcome, at: i64, key: Option<&str>, d
             fingerprint: "27f97ab5be7c9d5f".into(),
             status: AlertStatus::Firing,
             starts_at: "2026-11-23T05:22:10.451Z".into(),
+            labels: Default::default(),
+            annotations: Default::default(),
         }],
         detail: "why".into(),
         ..execution(receiver, 1)
@@ -201,6 +203,19 @@ async fn history_contract(store: Arc<dyn Store>) {
     let mut expected = rows.to_vec();
     expected.push(Execution { outcome: Outcome::Failed, ..intent });
     assert_eq!(back.iter().rev().cloned().collect::<Vec<_>>(), expected, "alerts, detail and flags read back");
+
+    // Issue 18: a service's recommendations, read from a time on; those over an hour old go.
+    use hookd::domain::target::Recommendation;
+    let hour = 3_600_000;
+    for (at, replicas) in [(10_000, 4), (20_000, 2), (hour + 15_000, 3), (hour + 30_000, 1)] {
+        store.record_recommendation(&web(), Recommendation { at, replicas }).await.unwrap();
+    }
+    store.record_recommendation(&elsewhere, Recommendation { at: hour + 31_000, replicas: 9 }).await.unwrap();
+    let mut since = store.recommendations(&web(), 0).await.unwrap();
+    since.sort_by_key(|r| r.at);
+    let kept: Vec<(i64, u32)> = since.iter().map(|r| (r.at, r.replicas)).collect();
+    assert_eq!(kept, [(hour + 15_000, 3), (hour + 30_000, 1)], "those over an hour before the last are gone");
+    assert_eq!(store.recommendations(&web(), hour + 20_000).await.unwrap().len(), 1);
 }
 
 async fn keys_tokens_scales_contract(store: Arc<dyn Store>) {

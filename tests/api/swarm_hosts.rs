@@ -178,5 +178,27 @@ async fn issue_17_a_swarm_pool_joins_drains_and_removes_real_workers() {
     assert!(!workers.dir.join("sw-3").exists(), "the half-made host was rolled back");
     let names: Vec<String> = pool_nodes(&marker).await.into_iter().map(|n| n.0).collect();
     assert_eq!(names, ["sw-1", "sw-2"]);
+
+    // A worker whose machine dies: its node goes down with its tasks still "running" (the
+    // swarm keeps their last state for a day). It is removed first, without waiting on them.
+    let spread =
+        eventually(Duration::from_secs(60), async || task_nodes(&marker).await.contains(&"sw-2".to_owned())).await;
+    if !spread {
+        docker(&engine(), &["service", "update", "-d", "--force", &marker]).await;
+    }
+    let pid: i32 = std::fs::read_to_string(workers.dir.join("sw-2/dockerd.pid")).unwrap().trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let down_seen = eventually(Duration::from_secs(60), async || {
+        pool_nodes(&marker).await.iter().any(|(name, state, _)| name == "sw-2" && state == "down")
+    })
+    .await;
+    assert!(down_seen, "{:?}", pool_nodes(&marker).await);
+    let job = host_job(&app, &down).await;
+    assert_eq!(
+        (job["state"].as_str(), job["hosts"]["steps"][0]["name"].as_str()),
+        (Some("succeeded"), Some("sw-2")),
+        "{job}"
+    );
+    assert_eq!(pool_nodes(&marker).await, [("sw-1".into(), "ready".into(), "active".into())]);
     println!("swarm pool: trigger to a worker joined and ready {joined:.1?}; trigger to a worker drained and removed {removed:.1?}");
 }

@@ -21,6 +21,21 @@ pub struct Browser {
     _tmp: tempfile::TempDir,
 }
 
+/// Chromium outlives a killed chromedriver: its processes (found by the test's profile
+/// directory on their command line) go with the test.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let profile = format!("--user-data-dir={}", self._profile.path().display());
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if cmdline.split(|b| *b == 0).any(|arg| arg == profile.as_bytes()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
 pub async fn browser() -> Browser {
     let port = free_port();
     let tmp = tempfile::tempdir().unwrap();
@@ -223,7 +238,7 @@ async fn the_webhooks_flow_in_chromium() {
     c.goto(&format!("{}/ui/#/receivers", app.base)).await.unwrap();
     css(c, "tr[data-name='web-up-copy']").await;
     screenshot(c, "receiver-hooks-phone").await;
-    let _ = b.client.close().await;
+    let _ = b.client.clone().close().await;
 }
 
 #[tokio::test]

@@ -138,6 +138,16 @@ impl Backend for DockerBackend {
         Ok(())
     }
 
+    async fn check_zero(&self, id: &ServiceId) -> Result<(), BackendError> {
+        match compose_key(id) {
+            Some(_) => Err(BackendError::Refused(format!(
+                "Compose service {id} cannot scale to 0: hookd starts a Compose replica by copying a running one, \
+                 and at 0 none is left to copy (Swarm services can)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     async fn read_scale(&self, id: &ServiceId) -> Result<ScaleState, BackendError> {
         match compose_key(id) {
             Some((project, service)) => compose::read_scale(self, id, project, service).await,

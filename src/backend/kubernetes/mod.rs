@@ -295,6 +295,16 @@ impl Backend for KubernetesBackend {
         ServiceKey::new(&format!("{}/{}", self.name, self.namespace), &self.canonical(id))
     }
 
+    async fn check_zero(&self, id: &ServiceId) -> Result<(), BackendError> {
+        match self.autoscaled_by(id).await? {
+            Some(hpa) => Err(BackendError::Refused(format!(
+                "{id} cannot be scaled to 0 alongside {hpa}: an HPA turns itself off at 0 replicas and does not \
+                 scale the workload back up"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     async fn autoscaled_by(&self, id: &ServiceId) -> Result<Option<String>, BackendError> {
         let (kind, name) = workload(id)?;
         let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), &self.namespace);

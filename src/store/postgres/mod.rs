@@ -29,8 +29,8 @@ use super::{
 use crate::{
     config::Retention,
     domain::{
-        ApiTokenId, AuditId, Decided, DedupKey, Execution, ExecutionId, Job, JobId, Millis, ProjectName, Receiver,
-        ReceiverId, ServiceKey,
+        target::Recommendation, ApiTokenId, AuditId, Decided, DedupKey, Execution, ExecutionId, Job, JobId, Millis,
+        ProjectName, Receiver, ReceiverId, ServiceKey,
     },
 };
 
@@ -204,6 +204,34 @@ impl Store for PgStore {
             .bind(service.as_str())
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    async fn record_recommendation(&self, service: &ServiceKey, recommendation: Recommendation) -> StoreResult<()> {
+        let forget = recommendation.at - i64::from(crate::domain::target::MAX_STABILIZATION_SECONDS) * 1000;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM recommendations WHERE service = $1 AND at < $2")
+            .bind(service.as_str())
+            .bind(forget)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO recommendations (service, at, replicas) VALUES ($1, $2, $3)")
+            .bind(service.as_str())
+            .bind(recommendation.at)
+            .bind(i64::from(recommendation.replicas))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recommendations(&self, service: &ServiceKey, since: Millis) -> StoreResult<Vec<Recommendation>> {
+        let rows: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT at, replicas FROM recommendations WHERE service = $1 AND at >= $2")
+                .bind(service.as_str())
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(super::rows::recommendations(rows))
     }
 
     async fn last_decided(&self, receiver: ReceiverId, key: &DedupKey, since: Millis) -> StoreResult<Option<Decided>> {

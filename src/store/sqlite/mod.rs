@@ -46,8 +46,8 @@ use crate::{
     config::Retention,
     datadir,
     domain::{
-        now_millis, ApiTokenId, AuditId, Decided, DedupKey, Execution, ExecutionId, Job, JobId, Millis, ProjectName,
-        Receiver, ReceiverId, ServiceKey,
+        now_millis, target::Recommendation, ApiTokenId, AuditId, Decided, DedupKey, Execution, ExecutionId, Job, JobId,
+        Millis, ProjectName, Receiver, ReceiverId, ServiceKey,
     },
 };
 
@@ -243,6 +243,20 @@ impl Store for SqliteStore {
             .await?;
         self.history.fill_change(service, at);
         Ok(self.history.last_change(service).flatten())
+    }
+
+    async fn record_recommendation(&self, service: &ServiceKey, recommendation: Recommendation) -> StoreResult<()> {
+        self.write(Op::Recommendation(service.as_str().to_owned(), recommendation)).await.map(drop)
+    }
+
+    async fn recommendations(&self, service: &ServiceKey, since: Millis) -> StoreResult<Vec<Recommendation>> {
+        let rows: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT at, replicas FROM recommendations WHERE service = ? AND at >= ?")
+                .bind(service.as_str())
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(super::rows::recommendations(rows))
     }
 
     async fn last_decided(&self, receiver: ReceiverId, key: &DedupKey, since: Millis) -> StoreResult<Option<Decided>> {

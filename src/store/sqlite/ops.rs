@@ -37,6 +37,7 @@ pub enum Op {
         execution: Option<Execution>,
     },
     State(StateWrite),
+    Recommendation(String, crate::domain::target::Recommendation),
     /// A real write that changes nothing of interest: can the store write now?
     Probe,
 }
@@ -245,6 +246,14 @@ pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
         }
         Op::State(state) => {
             write_state(conn, state)?;
+            Ok(Done::Written)
+        }
+        Op::Recommendation(service, r) => {
+            let forget = r.at - i64::from(crate::domain::target::MAX_STABILIZATION_SECONDS) * 1000;
+            conn.prepare_cached("DELETE FROM recommendations WHERE service = ?1 AND at < ?2")?
+                .execute(params![service.as_str(), forget])?;
+            conn.prepare_cached("INSERT INTO recommendations (service, at, replicas) VALUES (?1, ?2, ?3)")?
+                .execute(params![service.as_str(), r.at, r.replicas])?;
             Ok(Done::Written)
         }
         Op::Probe => {

@@ -1,0 +1,9 @@
+-- What target-mode triggers recommended for each service, and when: a scale-down goes no
+-- lower than the highest recommendation of its stabilization window (at most an hour; older
+-- rows are deleted as new ones come).
+CREATE TABLE recommendations (
+    service  TEXT NOT NULL,
+    at       BIGINT NOT NULL,
+    replicas BIGINT NOT NULL
+);
+CREATE INDEX recommendations_by_service ON recommendations (service, at);
