@@ -148,6 +148,12 @@ impl ReceiverFields {
         let key = format!("{driver}Config");
         if let Some(Value::Object(stored)) = current.get(&key) {
             let mut config = stored.clone();
+            // Back to step mode: the target settings go with the mode.
+            if self.mode.as_deref() == Some("step") {
+                for member in ["targetFrom", "maxStepUp", "maxStepDown", "stabilizationSeconds"] {
+                    config.remove(member);
+                }
+            }
             if let Some(Value::Object(given)) = body.get(&key) {
                 config.extend(given.clone());
             }

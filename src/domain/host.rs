@@ -121,6 +121,13 @@ impl ScaleHostConfig {
         if self.amount == 0 {
             return field("scaleHostConfig.amount", "Invalid amount: 0; amount is a whole number, at least 1".into());
         }
+        if self.options.on_resolved == super::OnResolved::Min {
+            return field(
+                "scaleHostConfig.onResolved",
+                "onResolved \"min\" is for scaleService's target mode; a host receiver takes \"ignore\" or \"reverse\""
+                    .into(),
+            );
+        }
         if self.min == 0 || self.max > MAX_SCALE || self.min >= self.max {
             return field(
                 "scaleHostConfig.min",

@@ -156,7 +156,10 @@ impl TargetConfig {
             }
         }
         match best {
-            Some((n, alert)) => Ok((n, format!("{kind} {name} of alert {alert}"))),
+            Some((n, alert)) if unreadable.is_empty() => Ok((n, format!("{kind} {name} of alert {alert}"))),
+            Some((n, alert)) => {
+                Ok((n, format!("{kind} {name} of alert {alert} (left out, no count: {})", unreadable.join(", "))))
+            }
             None => {
                 Err(format!("no firing alert carries a replica count in its {kind} {name} ({})", unreadable.join(", ")))
             }
@@ -164,17 +167,21 @@ impl TargetConfig {
     }
 }
 
-/// `{{ $value }}` as Prometheus renders it ("3", "3.2", "1e+03"): rounded up, at least 0.
+/// `{{ $value }}` as Prometheus renders it ("3", "3.2", "1e+03", "+Inf"): rounded up, at
+/// least 0; +Inf (a queue no worker drains) is as many as there may be. NaN is no count.
 fn replicas(text: &str) -> Option<u32> {
     let value: f64 = text.trim().parse().ok()?;
-    value.is_finite().then(|| value.max(0.0).ceil().min(f64::from(u32::MAX)) as u32)
+    (!value.is_nan()).then(|| value.max(0.0).ceil().min(f64::from(u32::MAX)) as u32)
 }
 
-/// A replica count a trigger recommended for a service, and when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A replica count a trigger recommended for a service, when, and from which alert group.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recommendation {
     pub at: Millis,
     pub replicas: u32,
+    /// The Alertmanager group that sent it (a digest of its group key): a group that
+    /// resolves takes its recommendations back.
+    pub source: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,8 +192,7 @@ pub enum TargetDecision {
 
 /// Where `wanted` (the alert's recommendation) takes a service at `current`, within
 /// [min, max]. `window`: earlier recommendations for the service; those older than the
-/// stabilization window are ignored. `hold`: whether the window applies to a scale-down
-/// (a resolved alert's `onResolved: min` is not held: no later notification would come).
+/// stabilization window are ignored.
 pub fn decide_target(
     target: &TargetConfig,
     (min, max): (u32, u32),
@@ -194,7 +200,6 @@ pub fn decide_target(
     wanted: u32,
     now: Millis,
     window: &[Recommendation],
-    hold: bool,
 ) -> TargetDecision {
     let mut notes = vec![format!("recommended {wanted}")];
     let bounded = wanted.clamp(min, max);
@@ -221,10 +226,7 @@ pub fn decide_target(
         to
     } else {
         let since = now - i64::from(target.stabilization) * 1000;
-        let held = match hold {
-            true => window.iter().filter(|r| r.at >= since).map(|r| r.replicas.clamp(min, max)).max(),
-            false => None,
-        };
+        let held = window.iter().filter(|r| r.at >= since).map(|r| r.replicas.clamp(min, max)).max();
         let mut to = bounded;
         if let Some(held) = held.filter(|h| *h > bounded) {
             notes.push(format!("the last {} s recommended up to {held}", target.stabilization));
@@ -279,49 +281,48 @@ mod tests {
     #[test]
     fn up_goes_to_the_recommendation_in_one_decision_within_bounds() {
         let t = target(None, None);
-        let d = decide_target(&t, (1, 10), 1, 4, NOW, &[], true);
+        let d = decide_target(&t, (1, 10), 1, 4, NOW, &[]);
         assert_eq!(to(&d), Some(4), "{d:?}");
-        let d = decide_target(&t, (1, 10), 1, 40, NOW, &[], true);
+        let d = decide_target(&t, (1, 10), 1, 40, NOW, &[]);
         assert!(
             matches!(&d, TargetDecision::Scale { to: 10, detail, .. } if detail.contains("clamped to max 10")),
             "{d:?}"
         );
-        let d = decide_target(&t, (1, 10), 4, 4, NOW, &[], true);
+        let d = decide_target(&t, (1, 10), 4, 4, NOW, &[]);
         assert!(matches!(d, TargetDecision::Unchanged { at: 4, .. }));
     }
 
     #[test]
     fn down_waits_for_the_window_then_goes_to_its_highest() {
         let t = target(None, None);
-        let window =
-            [Recommendation { at: NOW - 200_000, replicas: 4 }, Recommendation { at: NOW - 100_000, replicas: 3 }];
-        let d = decide_target(&t, (1, 10), 4, 1, NOW, &window, true);
+        let rec = |ago: i64, replicas| Recommendation { at: NOW - ago, replicas, source: "g".into() };
+        let window = [rec(200_000, 4), rec(100_000, 3)];
+        let d = decide_target(&t, (1, 10), 4, 1, NOW, &window);
         assert!(
             matches!(&d, TargetDecision::Unchanged { reason, .. } if reason.contains("300 s stabilization")),
             "{d:?}"
         );
         // The 4 has left the window; the 3 has not.
-        let d = decide_target(&t, (1, 10), 4, 1, NOW + 150_000, &window, true);
+        let d = decide_target(&t, (1, 10), 4, 1, NOW + 150_000, &window);
         assert_eq!(to(&d), Some(3), "{d:?}");
-        let d = decide_target(&t, (1, 10), 3, 1, NOW + 250_000, &window, true);
+        let d = decide_target(&t, (1, 10), 3, 1, NOW + 250_000, &window);
         assert_eq!(to(&d), Some(1), "{d:?}");
-        assert_eq!(to(&decide_target(&t, (1, 10), 4, 1, NOW, &window, false)), Some(1), "not held");
     }
 
     #[test]
     fn step_limits_in_replicas_and_percent() {
         let t = target(Some(StepLimit::Replicas(2)), Some(StepLimit::Percent(50)));
-        let d = decide_target(&t, (1, 100), 1, 9, NOW, &[], true);
+        let d = decide_target(&t, (1, 100), 1, 9, NOW, &[]);
         assert!(
             matches!(&d, TargetDecision::Scale { to: 3, detail, .. } if detail.contains("maxStepUp 2 allows 3")),
             "{d:?}"
         );
-        assert_eq!(to(&decide_target(&t, (1, 100), 10, 1, NOW, &[], true)), Some(5));
-        assert_eq!(to(&decide_target(&t, (1, 100), 1, 1, NOW, &[], true)), None);
+        assert_eq!(to(&decide_target(&t, (1, 100), 10, 1, NOW, &[])), Some(5));
+        assert_eq!(to(&decide_target(&t, (1, 100), 1, 1, NOW, &[])), None);
         let pct = target(Some(StepLimit::Percent(100)), Some(StepLimit::Percent(10)));
-        assert_eq!(to(&decide_target(&pct, (0, 100), 0, 5, NOW, &[], true)), Some(1), "0 wakes by at least one");
-        assert_eq!(to(&decide_target(&pct, (0, 100), 3, 9, NOW, &[], true)), Some(6));
-        assert_eq!(to(&decide_target(&pct, (0, 100), 5, 0, NOW, &[], true)), Some(4), "at least one down");
+        assert_eq!(to(&decide_target(&pct, (0, 100), 0, 5, NOW, &[])), Some(1), "0 wakes by at least one");
+        assert_eq!(to(&decide_target(&pct, (0, 100), 3, 9, NOW, &[])), Some(6));
+        assert_eq!(to(&decide_target(&pct, (0, 100), 5, 0, NOW, &[])), Some(4), "at least one down");
     }
 
     #[test]
@@ -350,8 +351,8 @@ mod tests {
         ) {
             let max = min + span;
             let t = TargetConfig { from: TargetSource::Label("r".into()), max_step_up: up, max_step_down: down, stabilization: 300 };
-            let window: Vec<Recommendation> = window.into_iter().map(|(ago, replicas)| Recommendation { at: NOW - ago, replicas }).collect();
-            let d = decide_target(&t, (min, max), current, wanted, NOW, &window, true);
+            let window: Vec<Recommendation> = window.into_iter().map(|(ago, replicas)| Recommendation { at: NOW - ago, replicas, source: "g".into() }).collect();
+            let d = decide_target(&t, (min, max), current, wanted, NOW, &window);
             if let TargetDecision::Scale { from, to, .. } = d {
                 prop_assert_eq!(from, current);
                 prop_assert_ne!(to, current);

@@ -25,9 +25,9 @@ impl Engine {
         let refuse = |draft: &Draft, reason: &str, detail: String| {
             draft.build(Outcome::Refused, crate::domain::Effect::None, reason.to_owned(), detail)
         };
-        // What the alerts ask for. A resolved notification is not held by the window: no
-        // later notification would come to act once the window is over.
-        let (wanted, source, hold) = match notification {
+        // What the alerts ask for. A resolved group takes back what it recommended; what
+        // other groups recommended within the window still holds.
+        let (wanted, source, resolved) = match notification {
             None => {
                 let detail = "a target-mode receiver reads the replica count from Alertmanager's alerts; this POST \
                               carries no notification"
@@ -35,11 +35,11 @@ impl Engine {
                 return self.settle(refuse(&draft, "not an Alertmanager notification", detail)).await;
             }
             Some(n) if n.is_firing() => match target.wanted(n) {
-                Ok((wanted, source)) => (wanted, source, true),
+                Ok((wanted, source)) => (wanted, source, false),
                 Err(why) => return self.settle(refuse(&draft, "no replica count in the alerts", why)).await,
             },
             Some(_) => match config.options.on_resolved {
-                OnResolved::Min => (config.min, "the alerts resolved (onResolved: min)".to_owned(), false),
+                OnResolved::Min => (config.min, "the alerts resolved (onResolved: min)".to_owned(), true),
                 OnResolved::Ignore | OnResolved::Reverse => {
                     let detail = "the alerts resolved; this receiver ignores resolved notifications (onResolved: \
                                   ignore)"
@@ -76,13 +76,27 @@ impl Engine {
         if let Some((reason, detail)) = config.timing(ScaleAction::Up, now, dedup.as_ref(), true, history) {
             return self.settle(draft.skip(reason, detail)).await;
         }
-        let window = self.store.recommendations(&service, now - i64::from(target.stabilization) * 1000).await?;
-        if !draft.request.dry_run {
-            self.store.record_recommendation(&service, Recommendation { at: now, replicas: wanted }).await?;
+        let group = group_digest(notification.map(|n| n.group_key.as_str()).unwrap_or_default());
+        let dry_run = draft.request.dry_run;
+        if resolved && !dry_run {
+            self.store.forget_recommendations(&service, &group).await?;
+        }
+        let mut window = self.store.recommendations(&service, now - i64::from(target.stabilization) * 1000).await?;
+        window.retain(|r| !(resolved && r.source == group));
+        if !resolved && !dry_run {
+            let recommendation = Recommendation { at: now, replicas: wanted, source: group.clone() };
+            self.store.record_recommendation(&service, recommendation).await?;
+        }
+        // A workload an autoscaler took over since the receiver was made must not go to 0.
+        if wanted.clamp(config.min, config.max) == 0 {
+            if let Err(crate::backend::BackendError::Refused(why)) = backend.check_zero(&config.service).await {
+                let refused = refuse(&draft, "cannot scale to 0", why);
+                return self.settle(refused).await;
+            }
         }
         let plan = |current: u32| {
             let (reason, detail, at) =
-                match decide_target(target, (config.min, config.max), current, wanted, now, &window, hold) {
+                match decide_target(target, (config.min, config.max), current, wanted, now, &window) {
                     TargetDecision::Unchanged { at, reason, detail } => (reason, detail, at),
                     TargetDecision::Scale { from, to, reason, detail } => {
                         let direction = if to > from { ScaleAction::Up } else { ScaleAction::Down };
@@ -106,4 +120,10 @@ impl Engine {
         };
         self.step(backend, &config.service, &draft, plan).await
     }
+}
+
+/// A short, stable name for an Alertmanager group (its group key can be long).
+fn group_digest(group_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(group_key.as_bytes())[..8])
 }

@@ -59,6 +59,10 @@ struct Route {
 struct SubRoute {
     receiver: String,
     matchers: Vec<String>,
+    /// Target mode: one group per service, so a new count (a new alert) and the old one's
+    /// resolution arrive together, whatever the root route groups by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_by: Option<Vec<&'static str>>,
     group_wait: &'static str,
     group_interval: &'static str,
     repeat_interval: String,
@@ -92,6 +96,7 @@ pub fn snippet(r: &Receiver, c: &crate::domain::ScaleServiceConfig, url: &str, t
         ScaleAction::Down => "down",
     };
     let mut matchers: Vec<String> = target.iter().map(|(k, v)| matcher(k, v)).collect();
+    let group_by = matches!(c.mode, ScaleMode::Target(_)).then(|| vec!["service"]);
     let (about, timing, group_interval, repeat) = match &c.mode {
         ScaleMode::Step => {
             matchers.insert(0, matcher("action", action));
@@ -130,6 +135,7 @@ pub fn snippet(r: &Receiver, c: &crate::domain::ScaleServiceConfig, url: &str, t
             routes: vec![SubRoute {
                 receiver: receiver_name.clone(),
                 matchers,
+                group_by,
                 group_wait: "30s",
                 group_interval,
                 repeat_interval: repeat,

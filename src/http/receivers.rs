@@ -151,8 +151,13 @@ async fn driver_config(
                 }
             }
             if config.min == 0 {
-                if let Err(crate::backend::BackendError::Refused(why)) = backend.check_zero(&config.service).await {
-                    return Err(ApiError::bad_request("zero_unsupported", why).with_field("scaleServiceConfig.min"));
+                match backend.check_zero(&config.service).await {
+                    Ok(()) => {}
+                    Err(crate::backend::BackendError::Refused(why)) => {
+                        return Err(ApiError::bad_request("zero_unsupported", why).with_field("scaleServiceConfig.min"))
+                    }
+                    // Not knowing whether 0 is safe (an HPA list refused, the API down) is no yes.
+                    Err(other) => return Err(other.into()),
                 }
             }
             Ok(DriverConfig::ScaleService(config))
@@ -348,6 +353,10 @@ pub async fn update(
     let new_config = body.scale_service_config.is_some()
         || body.service_upgrade_config.is_some()
         || (driver == Driver::ScaleHost && body.scale_host_config.is_some());
+    // A body that leaves the mode out (an older client's) keeps the stored one.
+    if let (Some(given), DriverConfig::ScaleService(stored)) = (body.scale_service_config.as_mut(), &receiver.config) {
+        given.inherit_mode(&stored.mode);
+    }
     let config = match new_config {
         true => {
             let (project, backend) = state.project(&caller, Some(receiver.project.as_str()))?;

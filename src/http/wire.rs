@@ -101,6 +101,23 @@ fn count(value: Option<&Value>, default: u32, invalid: impl Fn(&str) -> ApiError
 }
 
 impl ScaleServiceConfigIn {
+    /// An update that does not name a mode keeps `stored`'s, with the target settings it
+    /// leaves out.
+    pub fn inherit_mode(&mut self, stored: &ScaleMode) {
+        if self.mode.is_some() {
+            return;
+        }
+        if let ScaleMode::Target(t) = stored {
+            self.mode = Some("target".into());
+            let mut out = serde_json::Map::new();
+            target::out(stored, &mut out);
+            self.target_from.get_or_insert_with(|| target::TargetFromIn::of(&t.from));
+            self.max_step_up.get_or_insert_with(|| out["maxStepUp"].clone());
+            self.max_step_down.get_or_insert_with(|| out["maxStepDown"].clone());
+            self.stabilization_seconds.get_or_insert(t.stabilization);
+        }
+    }
+
     pub fn into_domain(self) -> Result<ScaleServiceConfig, ApiError> {
         // Rancher's sentences first, then why. Not a whole number at all: `invalid_body`, the
         // code of every value of the wrong type; 0 is `invalid_value`, from the domain.

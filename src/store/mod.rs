@@ -231,6 +231,8 @@ pub trait Store: Send + Sync + 'static {
     async fn record_recommendation(&self, service: &ServiceKey, recommendation: Recommendation) -> StoreResult<()>;
     /// The service's recommendations made at `since` or later.
     async fn recommendations(&self, service: &ServiceKey, since: Millis) -> StoreResult<Vec<Recommendation>>;
+    /// Takes back what one alert group recommended for the service (the group resolved).
+    async fn forget_recommendations(&self, service: &ServiceKey, source: &str) -> StoreResult<()>;
 
     /// Every signing key, retired or not.
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>>;

@@ -537,12 +537,13 @@ pub fn job_from_json(id: &[u8], json: &str) -> StoreResult<Job> {
     })
 }
 
-/// `(at, replicas)` rows of the `recommendations` table.
-pub fn recommendations(rows: Vec<(i64, i64)>) -> Vec<crate::domain::target::Recommendation> {
+/// `(at, replicas, source)` rows of the `recommendations` table.
+pub fn recommendations(rows: Vec<(i64, i64, String)>) -> Vec<crate::domain::target::Recommendation> {
     rows.into_iter()
-        .map(|(at, replicas)| crate::domain::target::Recommendation {
+        .map(|(at, replicas, source)| crate::domain::target::Recommendation {
             at,
             replicas: u32::try_from(replicas.max(0)).unwrap_or(u32::MAX),
+            source,
         })
         .collect()
 }

@@ -311,6 +311,12 @@ async fn issue_17_a_receiver_names_one_pool_and_rancher_s_rules_hold() {
     );
     let (status, body) = create(json!({"hostSelector": {"pool": "w"}, "action": "up", "min": 3, "max": 2})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = create(json!({"hostSelector": {"pool": "w"}, "action": "down", "onResolved": "min"})).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("scaleHostConfig.onResolved")),
+        "issue 18's min is scaleService's: {body}"
+    );
     let (status, body) = create(json!({"hostSelector": {"pool": "w"}, "action": "sideways"})).await;
     assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("scaleHostConfig.action")), "{body}");
 }

@@ -207,15 +207,21 @@ async fn history_contract(store: Arc<dyn Store>) {
     // Issue 18: a service's recommendations, read from a time on; those over an hour old go.
     use hookd::domain::target::Recommendation;
     let hour = 3_600_000;
+    let rec = |at, replicas, source: &str| Recommendation { at, replicas, source: source.into() };
     for (at, replicas) in [(10_000, 4), (20_000, 2), (hour + 15_000, 3), (hour + 30_000, 1)] {
-        store.record_recommendation(&web(), Recommendation { at, replicas }).await.unwrap();
+        store.record_recommendation(&web(), rec(at, replicas, "a")).await.unwrap();
     }
-    store.record_recommendation(&elsewhere, Recommendation { at: hour + 31_000, replicas: 9 }).await.unwrap();
+    store.record_recommendation(&elsewhere, rec(hour + 31_000, 9, "a")).await.unwrap();
+    store.record_recommendation(&web(), rec(hour + 32_000, 7, "b")).await.unwrap();
+    store.forget_recommendations(&web(), "b").await.unwrap();
     let mut since = store.recommendations(&web(), 0).await.unwrap();
     since.sort_by_key(|r| r.at);
     let kept: Vec<(i64, u32)> = since.iter().map(|r| (r.at, r.replicas)).collect();
     assert_eq!(kept, [(hour + 15_000, 3), (hour + 30_000, 1)], "those over an hour before the last are gone");
-    assert_eq!(store.recommendations(&web(), hour + 20_000).await.unwrap().len(), 1);
+    assert_eq!(store.recommendations(&web(), hour + 20_000).await.unwrap(), [rec(hour + 30_000, 1, "a")]);
+    store.forget_recommendations(&web(), "a").await.unwrap();
+    assert_eq!(store.recommendations(&web(), 0).await.unwrap(), [], "a resolved group takes its own back");
+    assert_eq!(store.recommendations(&elsewhere, 0).await.unwrap().len(), 1, "per service");
 }
 
 async fn keys_tokens_scales_contract(store: Arc<dyn Store>) {

@@ -12,6 +12,11 @@ use crate::helpers::{spawn_app, TestApp};
 /// An Alertmanager notification whose firing alerts carry these `desired_replicas`
 /// annotations (`None`: no annotation).
 fn alerts(values: &[Option<&str>], status: &str) -> String {
+    alerts_in("web", values, status)
+}
+
+/// The same, from the Alertmanager group `group`.
+fn alerts_in(group: &str, values: &[Option<&str>], status: &str) -> String {
     let alerts: Vec<Value> = values
         .iter()
         .enumerate()
@@ -24,7 +29,7 @@ fn alerts(values: &[Option<&str>], status: &str) -> String {
                 "annotations": annotations, "startsAt": "2026-11-24T05:00:00Z", "fingerprint": format!("f{i}")})
         })
         .collect();
-    json!({"version": "4", "groupKey": "{}:{service=\"web\"}", "status": status, "receiver": "hookd",
+    json!({"version": "4", "groupKey": format!("{{}}:{{rule=\"{group}\"}}"), "status": status, "receiver": "hookd",
         "groupLabels": {"service": "web"}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am",
         "alerts": alerts})
     .to_string()
@@ -209,4 +214,61 @@ async fn issue_18_the_cli_makes_and_shows_a_target_receiver() {
     let (ok, _, err) =
         crate::cli::hookd(&app, &["receivers", "create", "--name", "x", "--target-from", "desired"]).await;
     assert!(!ok && err.contains("label:NAME"), "{err}");
+}
+
+/// After an attacker's pass: a resolved group takes back only its own recommendations;
+/// +Inf is as many as allowed; an unreadable alert beside readable ones is named; an update
+/// that leaves the mode out keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_18_groups_resolve_their_own_and_updates_keep_the_mode() {
+    let app = spawn_app().await;
+    let r = created(&app, "groups", json!({"onResolved": "min", "stabilizationSeconds": 60})).await;
+    let url = r["url"].as_str().unwrap();
+    let (_, a) = app.notify(url, &alerts_in("queue", &[Some("5")], "firing")).await;
+    assert_eq!(moved(&a), (Some("scaled"), Some(1), Some(5)), "{a}");
+    let (_, a) = app.notify(url, &alerts_in("cpu", &[Some("2")], "firing")).await;
+    assert_eq!(a["outcome"], "unchanged", "held by the queue's 5: {a}");
+    // The queue group resolves: its 5 goes; the cpu group's 2 still holds the service up.
+    let (_, a) = app.notify(url, &alerts_in("queue", &[Some("5")], "resolved")).await;
+    assert_eq!(moved(&a), (Some("scaled"), Some(5), Some(2)), "{a}");
+    let (_, a) = app.notify(url, &alerts_in("cpu", &[Some("+Inf")], "firing")).await;
+    assert_eq!(moved(&a), (Some("scaled"), Some(2), Some(6)), "+Inf is max: {a}");
+    let (_, a) = app.notify(url, &alerts_in("cpu", &[Some("NaN"), Some("6")], "firing")).await;
+    assert!(a["detail"].as_str().unwrap_or_default().contains("left out, no count: WebLoad: \"NaN\""), "{a}");
+
+    // An older client's update, without the mode: still a target receiver.
+    let path = format!("/v1-webhooks/receivers/{}", r["id"].as_str().unwrap());
+    let body = json!({"scaleServiceConfig": {"serviceId": "web", "action": "up", "min": 1, "max": 7}});
+    let (status, put) = app.request(reqwest::Method::PUT, &path, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{put}");
+    let c = &put["scaleServiceConfig"];
+    assert_eq!(
+        (c["mode"].as_str(), c["max"].as_u64(), c["stabilizationSeconds"].as_u64()),
+        (Some("target"), Some(7), Some(60))
+    );
+    let body = json!({"scaleServiceConfig": {"serviceId": "web", "action": "up", "mode": "step"}});
+    let (status, put) = app.request(reqwest::Method::PUT, &path, Some(body)).await;
+    assert_eq!((status, put["scaleServiceConfig"]["mode"].as_str()), (StatusCode::OK, Some("step")), "{put}");
+}
+
+/// A target receiver's snippet groups by service, and Alertmanager's checker accepts it.
+#[tokio::test]
+#[ignore = "needs amtool (Alertmanager): ./scripts/test.sh installs it"]
+async fn issue_18_the_target_snippet_groups_by_service() {
+    crate::components::require("amtool");
+    let app = spawn_app().await;
+    let r = created(&app, "snippet", json!({})).await;
+    let path = format!("/v1-webhooks/receivers/{}/alertmanager-config", r["id"].as_str().unwrap());
+    let snippet = app.http.get(format!("{}{path}", app.base)).bearer_auth(&app.token).send().await.unwrap();
+    let snippet = snippet.text().await.unwrap();
+    assert!(
+        snippet.contains("group_by:\n    - service") || snippet.contains("group_by:\n      - service"),
+        "{snippet}"
+    );
+    assert!(snippet.contains(r#"- service="web""#) && !snippet.contains("action="), "{snippet}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alertmanager.yml");
+    std::fs::write(&file, &snippet).unwrap();
+    let output = tokio::process::Command::new("amtool").arg("check-config").arg(&file).output().await.unwrap();
+    assert!(output.status.success(), "amtool refused:\n{}\n{snippet}", String::from_utf8_lossy(&output.stdout));
 }

@@ -15,6 +15,15 @@ pub struct TargetFromIn {
     pub label: Option<String>,
 }
 
+impl TargetFromIn {
+    pub fn of(source: &TargetSource) -> Self {
+        match source {
+            TargetSource::Annotation(name) => Self { annotation: Some(name.clone()), label: None },
+            TargetSource::Label(name) => Self { annotation: None, label: Some(name.clone()) },
+        }
+    }
+}
+
 pub struct TargetIn<'a> {
     pub mode: Option<&'a str>,
     pub target_from: Option<TargetFromIn>,

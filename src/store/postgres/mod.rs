@@ -214,8 +214,9 @@ impl Store for PgStore {
             .bind(forget)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO recommendations (service, at, replicas) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO recommendations (service, source, at, replicas) VALUES ($1, $2, $3, $4)")
             .bind(service.as_str())
+            .bind(&recommendation.source)
             .bind(recommendation.at)
             .bind(i64::from(recommendation.replicas))
             .execute(&mut *tx)
@@ -224,9 +225,18 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn forget_recommendations(&self, service: &ServiceKey, source: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM recommendations WHERE service = $1 AND source = $2")
+            .bind(service.as_str())
+            .bind(source)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn recommendations(&self, service: &ServiceKey, since: Millis) -> StoreResult<Vec<Recommendation>> {
-        let rows: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT at, replicas FROM recommendations WHERE service = $1 AND at >= $2")
+        let rows: Vec<(i64, i64, String)> =
+            sqlx::query_as("SELECT at, replicas, source FROM recommendations WHERE service = $1 AND at >= $2")
                 .bind(service.as_str())
                 .bind(since)
                 .fetch_all(&self.pool)

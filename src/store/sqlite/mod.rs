@@ -249,9 +249,13 @@ impl Store for SqliteStore {
         self.write(Op::Recommendation(service.as_str().to_owned(), recommendation)).await.map(drop)
     }
 
+    async fn forget_recommendations(&self, service: &ServiceKey, source: &str) -> StoreResult<()> {
+        self.write(Op::ForgetRecommendations(service.as_str().to_owned(), source.to_owned())).await.map(drop)
+    }
+
     async fn recommendations(&self, service: &ServiceKey, since: Millis) -> StoreResult<Vec<Recommendation>> {
-        let rows: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT at, replicas FROM recommendations WHERE service = ? AND at >= ?")
+        let rows: Vec<(i64, i64, String)> =
+            sqlx::query_as("SELECT at, replicas, source FROM recommendations WHERE service = ? AND at >= ?")
                 .bind(service.as_str())
                 .bind(since)
                 .fetch_all(&self.pool)

@@ -38,6 +38,8 @@ pub enum Op {
     },
     State(StateWrite),
     Recommendation(String, crate::domain::target::Recommendation),
+    /// A service's recommendations from one source, taken back.
+    ForgetRecommendations(String, String),
     /// A real write that changes nothing of interest: can the store write now?
     Probe,
 }
@@ -252,8 +254,13 @@ pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
             let forget = r.at - i64::from(crate::domain::target::MAX_STABILIZATION_SECONDS) * 1000;
             conn.prepare_cached("DELETE FROM recommendations WHERE service = ?1 AND at < ?2")?
                 .execute(params![service.as_str(), forget])?;
-            conn.prepare_cached("INSERT INTO recommendations (service, at, replicas) VALUES (?1, ?2, ?3)")?
-                .execute(params![service.as_str(), r.at, r.replicas])?;
+            conn.prepare_cached("INSERT INTO recommendations (service, source, at, replicas) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![service.as_str(), r.source.as_str(), r.at, r.replicas])?;
+            Ok(Done::Written)
+        }
+        Op::ForgetRecommendations(service, source) => {
+            conn.prepare_cached("DELETE FROM recommendations WHERE service = ?1 AND source = ?2")?
+                .execute(params![service.as_str(), source.as_str()])?;
             Ok(Done::Written)
         }
         Op::Probe => {
