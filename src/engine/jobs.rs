@@ -143,7 +143,8 @@ impl JobRunner {
     }
 
     /// Renews the job's lease; returns once it is lost to another hookd, or could not be
-    /// renewed for a whole lease (another hookd may have taken the job over meanwhile).
+    /// renewed for two thirds of a lease: the job stops here (its scripts killed) before
+    /// another hookd may take it over, so a step never runs on both.
     async fn keep_lease(&self, id: JobId) {
         let mut renewed = tokio::time::Instant::now();
         loop {
@@ -151,8 +152,8 @@ impl JobRunner {
             match self.store.claim_job(id, &self.owner, LEASE_MS).await {
                 Ok(true) => renewed = tokio::time::Instant::now(),
                 Ok(false) => return,
-                Err(e) if renewed.elapsed() >= Duration::from_millis(LEASE_MS as u64) => {
-                    tracing::warn!(job = %id, error = %e, "could not renew the job's lease for a whole lease; stopping here");
+                Err(e) if renewed.elapsed() >= Duration::from_millis(LEASE_MS as u64 * 2 / 3) => {
+                    tracing::warn!(job = %id, error = %e, "could not renew the job's lease; stopping here before it runs out");
                     return;
                 }
                 Err(e) => tracing::warn!(job = %id, error = %e, "could not renew the job's lease; retrying"),
