@@ -29,8 +29,9 @@ pub use self::jobs::JobRunner;
 use crate::{
     backend::{Backend, BackendError, Backends, Journal},
     domain::{
-        now_millis, target::ScaleMode, DedupKey, DriverConfig, Effect, Execution, ExecutionId, History, Intent,
-        Notification, Outcome, Receiver, ScaleDecision, ScaleServiceConfig, ServiceId, ServiceKey, SkipReason,
+        now_millis, target::ScaleMode, DedupKey, DriverConfig, Effect, Execution, ExecutionId, History, Intent, Job,
+        JobId, JobKind, JobState, JobStep, Notification, Outcome, Receiver, Rollout, ScaleDecision, ScaleServiceConfig,
+        ServiceId, ServiceKey, SkipReason,
     },
     metrics::{BackendOpLabels, DriverLabels, Metrics, TriggerLabels},
     payload::TriggerPayload,
@@ -336,6 +337,43 @@ impl Engine {
             Some(now) if now.token_generation == receiver.token_generation => Ok(now.enabled),
             _ => Err(EngineError::Revoked),
         }
+    }
+
+    /// Starts a job (202): recorded with the execution that started it, then run. A dry run
+    /// records the decision only.
+    async fn start_job(
+        &self,
+        draft: &Draft<'_>,
+        (backend, kind, rollout): (String, JobKind, Rollout),
+        steps: Vec<JobStep>,
+        reason: String,
+        detail: String,
+    ) -> Result<Report, EngineError> {
+        if draft.request.dry_run {
+            return self.settle(draft.build(Outcome::Started, Effect::None, reason, detail)).await;
+        }
+        let now = now_millis();
+        let receiver = draft.receiver;
+        let job = Job {
+            id: JobId::generate(),
+            receiver: receiver.id,
+            project: receiver.project.clone(),
+            execution: draft.id,
+            backend,
+            kind,
+            state: JobState::Running,
+            rollout,
+            steps,
+            error: None,
+            created: now,
+            updated: now,
+            finished: None,
+        };
+        let execution = draft.build(Outcome::Started, Effect::Job(job.id), reason, detail);
+        self.store.save_job(&job, Some(&execution)).await?;
+        tracing::info!(job = %job.id, receiver = %receiver.id, steps = job.steps.len(), "started a job");
+        self.jobs.spawn(job);
+        Ok(Report { execution, retry: false })
     }
 
     /// Records a decision that acted on nothing.

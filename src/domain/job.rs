@@ -103,6 +103,23 @@ pub struct Job {
     pub finished: Option<Millis>,
 }
 
+impl JobStep {
+    /// A step not started yet: `service` (or host) to take from `from` to `image`, `total` units.
+    pub fn pending(service: ServiceId, from: String, image: String, total: u32) -> Self {
+        Self {
+            service,
+            from,
+            image,
+            state: StepState::Pending,
+            updated: 0,
+            total,
+            error: None,
+            started: None,
+            finished: None,
+        }
+    }
+}
+
 impl Job {
     /// Marks the job failed with `why`; steps not done yet stay as they are.
     pub fn fail(&mut self, why: String, now: Millis) {

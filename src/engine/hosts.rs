@@ -8,8 +8,8 @@ use super::{Draft, Engine, EngineError, Report, SERVICE_WAIT};
 use crate::{
     domain::{
         host::{HostDecision, ScaleHostConfig},
-        now_millis, Effect, Intent, Job, JobId, JobKind, JobState, JobStep, Notification, Outcome, ProjectName,
-        Rollout, ScaleAction, ServiceId, ServiceKey, SkipReason, StepState,
+        now_millis, Effect, Intent, Job, JobKind, JobStep, Notification, Outcome, ProjectName, Rollout, ScaleAction,
+        ServiceId, ServiceKey, SkipReason, StepState,
     },
     engine::TriggerPayload,
     hosts::{HostError, Pool, Pools},
@@ -138,42 +138,16 @@ impl Engine {
         };
         let verb = if direction == ScaleAction::Up { "adding" } else { "removing" };
         let reason = format!("{verb} {} host(s) of pool {}: {from} → {to}", names.len(), pool.name);
-        if draft.request.dry_run {
-            return self.settle(draft.build(Outcome::Started, Effect::None, reason, names.join(", "))).await;
-        }
-        let job = Job {
-            id: JobId::generate(),
-            receiver: receiver.id,
-            project: receiver.project.clone(),
-            execution: draft.id,
-            backend: pool.name.clone(),
-            kind: JobKind::Hosts { pool: pool.name.clone(), action: direction, labels: config.selector.clone() },
-            state: JobState::Running,
-            rollout: Rollout { batch_size: 1, interval_seconds: 0, start_first: false },
-            steps: names
-                .iter()
-                .map(|name| JobStep {
-                    service: ServiceId::parse(name).expect("host names are names"),
-                    from: String::new(),
-                    image: String::new(),
-                    state: StepState::Pending,
-                    updated: 0,
-                    total: 1,
-                    error: None,
-                    started: None,
-                    finished: None,
-                })
-                .collect(),
-            error: None,
-            created: now,
-            updated: now,
-            finished: None,
-        };
-        let execution = draft.build(Outcome::Started, Effect::Job(job.id), reason, names.join(", "));
-        self.store.save_job(&job, Some(&execution)).await?;
-        tracing::info!(job = %job.id, pool = %pool.name, hosts = job.steps.len(), "started a host job");
-        self.jobs.spawn(job);
-        Ok(Report { execution, retry: false })
+        let steps = names
+            .iter()
+            .map(|name| {
+                let host = ServiceId::parse(name).expect("host names are names");
+                JobStep::pending(host, String::new(), String::new(), 1)
+            })
+            .collect();
+        let kind = JobKind::Hosts { pool: pool.name.clone(), action: direction, labels: config.selector.clone() };
+        let rollout = Rollout { batch_size: 1, interval_seconds: 0, start_first: false };
+        self.start_job(&draft, (pool.name.clone(), kind, rollout), steps, reason, names.join(", ")).await
     }
 }
 

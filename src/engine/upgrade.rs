@@ -10,8 +10,8 @@ use super::{Draft, Engine, EngineError, Report};
 use crate::{
     backend::ServiceInfo,
     domain::{
-        now_millis, upgrade::Mismatch, DedupKey, Effect, Job, JobId, JobState, JobStep, Outcome, Rollout, ServiceId,
-        ServiceKey, ServiceUpgradeConfig, SkipReason, StepState,
+        now_millis, upgrade::Mismatch, DedupKey, JobStep, Rollout, ServiceId, ServiceKey, ServiceUpgradeConfig,
+        SkipReason,
     },
     payload::{registry::Push, TriggerPayload},
 };
@@ -36,17 +36,7 @@ fn plan(config: &ServiceUpgradeConfig, services: &[ServiceInfo], pushes: &[Push]
             let images = std::iter::once(&service.image).chain(&service.other_images).map(String::as_str);
             match config.target_any(&service.labels, images, &pushed, &push.tag, push.digest.as_deref()) {
                 Ok((image, from)) => {
-                    steps.push(JobStep {
-                        service: service.id.clone(),
-                        from: from.to_owned(),
-                        image,
-                        state: StepState::Pending,
-                        updated: 0,
-                        total: service.desired,
-                        error: None,
-                        started: None,
-                        finished: None,
-                    });
+                    steps.push(JobStep::pending(service.id.clone(), from.to_owned(), image, service.desired));
                     first_miss = None;
                     break;
                 }
@@ -156,34 +146,12 @@ impl Engine {
         }
         let targets: Vec<String> = steps.iter().map(|s| format!("{} → {}", s.service, s.image)).collect();
         let reason = format!("upgrading {} service(s)", steps.len());
-        if draft.request.dry_run {
-            let execution = draft.build(Outcome::Started, Effect::None, reason, targets.join("; "));
-            return self.settle(execution).await;
-        }
-        let now = now_millis();
-        let job = Job {
-            id: JobId::generate(),
-            receiver: receiver.id,
-            project: receiver.project.clone(),
-            execution: draft.id,
-            backend: backend.name().to_owned(),
-            kind: crate::domain::JobKind::Upgrade,
-            state: JobState::Running,
-            rollout: Rollout {
-                batch_size: config.batch_size,
-                interval_seconds: config.interval_seconds,
-                start_first: config.start_first,
-            },
-            steps,
-            error: None,
-            created: now,
-            updated: now,
-            finished: None,
+        let rollout = Rollout {
+            batch_size: config.batch_size,
+            interval_seconds: config.interval_seconds,
+            start_first: config.start_first,
         };
-        let execution = draft.build(Outcome::Started, Effect::Job(job.id), reason, targets.join("; "));
-        self.store.save_job(&job, Some(&execution)).await?;
-        tracing::info!(job = %job.id, receiver = %receiver.id, services = job.steps.len(), "started an upgrade job");
-        self.jobs.spawn(job);
-        Ok(Report { execution, retry: false })
+        let job = (backend.name().to_owned(), crate::domain::JobKind::Upgrade, rollout);
+        self.start_job(&draft, job, steps, reason, targets.join("; ")).await
     }
 }
