@@ -26,12 +26,17 @@ pub fn hash_token(token: &str) -> String {
 /// so the caller can print it once; a configured token is stored if missing.
 pub async fn ensure_admin(store: &dyn Store, configured: Option<&Secret>) -> StoreResult<Option<Secret>> {
     let (secret, generated) = match configured {
-        Some(token) => {
-            if store.api_token_by_hash(&hash_token(token.expose())).await?.is_some() {
-                return Ok(None);
-            }
-            (token.clone(), false)
+        Some(token) if store.api_token_by_hash(&hash_token(token.expose())).await?.is_some() => return Ok(None),
+        // Only into an empty store: a configured token that was revoked stays revoked, even
+        // though its variable is still set at the next start (issue 14).
+        Some(_) if store.count_api_tokens().await? > 0 => {
+            tracing::warn!(
+                "HOOKD_ADMIN_TOKEN (admin_token) is not a stored API token, and other tokens exist: it was \
+                 revoked, or set after the first start. It is not added; create tokens with hookd tokens create"
+            );
+            return Ok(None);
         }
+        Some(token) => (token.clone(), false),
         None if store.count_api_tokens().await? > 0 => return Ok(None),
         None => (generate_token(), true),
     };
@@ -44,6 +49,7 @@ pub async fn ensure_admin(store: &dyn Store, configured: Option<&Secret>) -> Sto
             project: None,
             created: now_millis(),
             expires: None,
+            created_by: None,
         })
         .await?;
     Ok(generated.then_some(secret))

@@ -44,6 +44,9 @@ impl App {
     /// Builds on a data directory this process has locked already.
     pub async fn build_locked(config: Config, data_dir: DataDirLock, listener: TcpListener) -> anyhow::Result<Self> {
         let store = store::open(&config.database_url(), config.retention).await?;
+        let sealing_key = config.sealing_key_file();
+        let sealer = crate::sealer::Sealer::load_or_create(&sealing_key)?;
+        sealer.agree(store.as_ref(), &sealing_key).await?;
         let (generated_admin_token, keys) = {
             // Replicas starting at once on one database: one makes the admin token and the first key.
             let _first = store
@@ -51,11 +54,8 @@ impl App {
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("another hookd held the database's start-up lock for 30 s"))?;
             let admin = auth::ensure_admin(store.as_ref(), config.admin_token.as_ref()).await?;
-            (admin, TriggerKeys::load_or_create(store.as_ref()).await?)
+            (admin, TriggerKeys::load_or_create(store.as_ref(), &sealer).await?)
         };
-        let sealing_key = config.sealing_key_file();
-        let sealer = crate::sealer::Sealer::load_or_create(&sealing_key)?;
-        sealer.agree(store.as_ref(), &sealing_key).await?;
         let metrics = Arc::new(Metrics::default());
         let backends = Arc::new(Backends::start(&config, store.clone(), &data_dir).await?);
         let pools = Arc::new(crate::hosts::Pools::start(&config.host_pools)?);
@@ -162,7 +162,7 @@ fn follow_changes(state: &Arc<AppState>, has_local: bool) {
                 );
             }
             if keys {
-                match state.store.signing_keys().await.map(|k| TriggerKeys::from_keys(&k)) {
+                match state.store.signing_keys().await.map(|k| TriggerKeys::from_stored(&k, &state.sealer)) {
                     Ok(Some(loaded)) => *state.keys.write().expect("not poisoned") = Arc::new(loaded),
                     Ok(None) => tracing::warn!("the store holds no live signing key; keeping the ones loaded"),
                     Err(e) => tracing::warn!(error = %e, "could not reload the signing keys"),

@@ -18,6 +18,7 @@ use sha2::Sha256;
 
 use crate::{
     domain::{now_millis, Driver, ProjectName, ReceiverId},
+    sealer::Sealer,
     store::{SigningKey, Store},
 };
 
@@ -94,14 +95,42 @@ impl TriggerKeys {
         })
     }
 
+    /// Builds the key set from keys as the store keeps them: sealed with the sealing key, so
+    /// a copy of the database alone cannot sign trigger URLs (issue 14). A key an earlier hookd
+    /// stored bare is read as it is; one that does not open is left out.
+    pub fn from_stored(stored: &[SigningKey], sealer: &Sealer) -> Option<Self> {
+        let opened: Vec<SigningKey> = stored
+            .iter()
+            .filter_map(|k| {
+                if k.secret.len() == BARE_KEY_BYTES {
+                    return Some(k.clone());
+                }
+                let secret = sealer.open(&k.secret);
+                if secret.is_none() && k.retired.is_none() {
+                    tracing::error!(kid = %k.kid, "a signing key does not open with the sealing key; it is left out");
+                }
+                Some(SigningKey { secret: secret?, ..k.clone() })
+            })
+            .collect();
+        Self::from_keys(&opened)
+    }
+
     /// Loads the shared keys, creating the first one when the store has none.
-    pub async fn load_or_create(store: &dyn Store) -> anyhow::Result<Self> {
-        if let Some(keys) = Self::from_keys(&store.signing_keys().await?) {
+    pub async fn load_or_create(store: &dyn Store, sealer: &Sealer) -> anyhow::Result<Self> {
+        let stored = store.signing_keys().await?;
+        for bare in stored.iter().filter(|k| k.retired.is_none() && k.secret.len() == BARE_KEY_BYTES) {
+            tracing::warn!(
+                kid = %bare.kid,
+                "a signing key is stored unsealed (by an earlier hookd): rotate the keys, and retire the old \
+                 ones once senders have the new URLs"
+            );
+        }
+        if let Some(keys) = Self::from_stored(&stored, sealer) {
             return Ok(keys);
         }
-        store.insert_signing_key(&new_signing_key()).await?;
+        store.insert_signing_key(&sealed(new_signing_key(), sealer)).await?;
         // Another replica may have raced us; whichever keys landed are the shared ones.
-        Self::from_keys(&store.signing_keys().await?)
+        Self::from_stored(&store.signing_keys().await?, sealer)
             .ok_or_else(|| anyhow::anyhow!("no signing key after creating one"))
     }
 
@@ -149,8 +178,16 @@ impl TriggerKeys {
     }
 }
 
+/// Bytes of a bare key; a sealed one is longer (nonce and tag).
+const BARE_KEY_BYTES: usize = 32;
+
+/// The key as the store keeps it.
+pub fn sealed(key: SigningKey, sealer: &Sealer) -> SigningKey {
+    SigningKey { secret: sealer.seal(&key.secret), ..key }
+}
+
 pub fn new_signing_key() -> SigningKey {
-    let mut secret = vec![0u8; 32];
+    let mut secret = vec![0u8; BARE_KEY_BYTES];
     rand::thread_rng().fill_bytes(&mut secret);
     let mut kid = [0u8; 4];
     rand::thread_rng().fill_bytes(&mut kid);
@@ -254,6 +291,24 @@ mod tests {
         let wire = serde_json::json!({"sub": c.receiver.to_string(), "prj": "default", "drv": "scaleService", "gen": 3, "iat": 0});
         let theirs = jsonwebtoken::encode(&header, &wire, &EncodingKey::from_secret(&key.secret)).unwrap();
         assert_eq!(keys.verify(&theirs), Ok(c));
+    }
+
+    #[test]
+    fn stored_keys_are_sealed_and_open_with_their_sealing_key_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = Sealer::load_or_create(&dir.path().join("a")).unwrap();
+        let other = Sealer::load_or_create(&dir.path().join("b")).unwrap();
+        let key = new_signing_key();
+        let stored = sealed(key.clone(), &sealer);
+        assert_ne!(stored.secret, key.secret);
+        assert!(!stored.secret.windows(key.secret.len()).any(|w| w == key.secret), "not in the clear");
+        let opened = TriggerKeys::from_stored(std::slice::from_ref(&stored), &sealer).unwrap();
+        let plain = TriggerKeys::from_keys(std::slice::from_ref(&key)).unwrap();
+        let c = claims();
+        assert_eq!(opened.sign(&c), plain.sign(&c));
+        assert!(TriggerKeys::from_stored(&[stored], &other).is_none(), "another sealing key opens nothing");
+        let bare = TriggerKeys::from_stored(std::slice::from_ref(&key), &other).unwrap();
+        assert_eq!(bare.sign(&c), plain.sign(&c), "an earlier hookd's bare key still works");
     }
 
     #[test]

@@ -254,7 +254,8 @@ function formBase(source, id, cloneId, driver, c) {
     h("button", { type: "submit", class: "btn", "data-test": "save", text: editing ? "Save" : "Create" }),
     h("a", { class: "btn secondary", href: editing ? `#/receivers/${id}` : "#/receivers", text: "Cancel" }));
   const title = editing ? `Edit ${source.name}` : cloneId ? `Clone ${source.name}` : "Add Receiver";
-  return { editing, name, kind, action, safety, buttons, title };
+  const sender = senderFields(source, editing);
+  return { editing, name, kind, action, safety, sender, buttons, title };
 }
 
 function safetyValues(form) {
@@ -275,13 +276,13 @@ function showForm(base, id, form, configKey, config) {
     form.querySelectorAll("[aria-invalid]").forEach((e) => e.removeAttribute("aria-invalid"));
     form.querySelectorAll("[data-error-for]").forEach((e) => (e.textContent = ""));
     try {
-      const body = { name: formValue(form, "name"), driver: base.kind.value, [configKey]: config() };
+      const body = { name: formValue(form, "name"), driver: base.kind.value, [configKey]: config(), senderVerification: base.sender.value() };
       const saved = base.editing
         ? await api("PUT", `/v1-webhooks/receivers/${id}`, body)
         : await api("POST", "/v1-webhooks/receivers", body);
       location.hash = `#/receivers/${saved.id}`;
     } catch (err) {
-      const key = (err.field || "").replace(`${configKey}.`, "");
+      const key = SENDER_FIELDS[err.field] || (err.field || "").replace(`${configKey}.`, "");
       const slot = key && form.querySelector(`[data-error-for="${key}"]`);
       if (slot) {
         slot.textContent = err.message;
@@ -342,6 +343,7 @@ async function formPage(id, cloneId, kindParam) {
     base.safety,
     field("allowZero", "Scale to zero", allowZero, "Allow minimum 0: the next alert wakes the service"),
     field("allowAutoscaler", "Alongside an autoscaler", allowAutoscaler, "Scale even though an autoscaler (a Kubernetes HPA) scales this service too"),
+    base.sender.fields,
     base.buttons);
   showForm(base, id, form, "scaleServiceConfig", () => {
     const target = mode.value === "target";
@@ -406,6 +408,7 @@ function configRows(r) {
       c.mode !== "target" && row("Duplicate window", `${c.dedupSeconds} s`));
     if (c.allowAutoscaler) rows.push(row("Autoscaler", "scales it alongside an autoscaler"));
   }
+  if (r.senderVerification) rows.push(row("Sender must prove", senderText(r.senderVerification)));
   return rows.flat();
 }
 
@@ -450,6 +453,8 @@ async function receiverPage(id) {
         copyField(r.url),
         upgrade
           ? h("p", { class: "muted", text: "Give this URL to your registry's webhook settings: a push of a matching tag upgrades the services." })
+          : r.senderVerification
+          ? h("p", { class: "muted", "data-test": "needs-proof", text: "Triggers must carry the sender's proof, which this page cannot sign: test from the sender." })
           : h("div", { class: "actions", style: null },
             h("button", { type: "button", class: "btn", "data-test": "send-test", text: "Send test trigger", onclick: () => fire(false) }),
             h("button", { type: "button", class: "btn secondary", "data-test": "dry-run", text: "Dry run", onclick: () => fire(true) })),

@@ -47,6 +47,7 @@ async function hostFormPage(source, id, cloneId) {
     field("max", "Maximum hosts", numberInput("max", c.max, 2)),
     field("deleteOption", "Remove first", deleteOption, "On scale-down; unhealthy hosts always go first"),
     base.safety,
+    base.sender.fields,
     base.buttons);
   showForm(base, id, form, "scaleHostConfig", () => {
     const picked = pools.find((p) => p.name === pool.value);

@@ -89,9 +89,13 @@ impl Engine {
         }
         // A workload an autoscaler took over since the receiver was made must not go to 0.
         if wanted.clamp(config.min, config.max) == 0 {
-            if let Err(crate::backend::BackendError::Refused(why)) = backend.check_zero(&config.service).await {
-                let refused = refuse(&draft, "cannot scale to 0", why);
-                return self.settle(refused).await;
+            match self.timed(backend, "check_zero", backend.check_zero(&config.service)).await {
+                Ok(()) => {}
+                Err(crate::backend::BackendError::Refused(why)) => {
+                    return self.settle(refuse(&draft, "cannot scale to 0", why)).await;
+                }
+                // Not knowing is no: a failed check answers like a failed action.
+                Err(e) => return self.failed(&draft, e).await,
             }
         }
         let plan = |current: u32| {

@@ -135,7 +135,7 @@ impl Engine {
             let detail = format!("the same push was acted on as execution {}", same.execution);
             return self.settle(draft.skip(SkipReason::Duplicate, detail)).await;
         }
-        let services = match backend.list_services().await {
+        let services = match self.timed(backend.as_ref(), "list_services", backend.list_services()).await {
             Ok(services) => services,
             Err(e) => return self.failed(&draft, e).await,
         };

@@ -24,7 +24,7 @@ use crate::{
     auth::{generate_token, hash_token, Caller},
     domain::{now_millis, ApiTokenId, AuditId, ProjectName, TokenName},
     store::{ApiToken, AuditEntry, Role, StoreError, StoredProject},
-    token::{new_signing_key, TriggerKeys},
+    token::{new_signing_key, sealed, TriggerKeys},
 };
 
 /// Longest a token may be made to live, in days (about ten years).
@@ -77,6 +77,7 @@ fn token_out(t: &ApiToken, caller: &Caller) -> Value {
         "expires": t.expires.map(rfc3339),
         "expired": t.expired(now_millis()),
         "current": t.id == caller.token.id,
+        "createdBy": t.created_by.map(|id| id.to_string()),
     })
 }
 
@@ -161,6 +162,10 @@ pub async fn create_token(
     };
     // Names are who acted in the audit log: one name, one token.
     let one = state.access_lock().await?;
+    // Read again under the lock: a revoke that took it first ends the caller's right to mint.
+    if state.store.api_token(caller.token.id).await?.is_none() {
+        return Err(ApiError::unauthorized("this API token was revoked"));
+    }
     if state.store.list_api_tokens(None).await?.iter().any(|t| t.name == name.as_str()) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -187,6 +192,7 @@ pub async fn create_token(
         project,
         created: now_millis(),
         expires,
+        created_by: Some(caller.token.id),
     };
     state.store.insert_api_token(&token).await?;
     drop(one);
@@ -220,22 +226,38 @@ pub async fn revoke_token(
     }
     token_scope(&caller, None)?;
     let one = state.access_lock().await?;
+    // The token goes with every token it made, and theirs: a stolen token's successors too.
+    let all = state.store.list_api_tokens(None).await?;
+    let mut revoked = vec![token.id];
+    let mut next = 0;
+    while let Some(maker) = revoked.get(next).copied() {
+        let made: Vec<_> =
+            all.iter().filter(|t| t.created_by == Some(maker) && !revoked.contains(&t.id)).map(|t| t.id).collect();
+        revoked.extend(made);
+        next += 1;
+    }
     // One owner of every project that never expires must remain, or nobody could ever manage
     // projects and keys again (a restart makes no new admin while tokens exist).
     let global_owner = |t: &ApiToken| t.project.is_none() && t.role == Role::Owner && t.expires.is_none();
-    if global_owner(&token) {
-        let others = state.store.list_api_tokens(None).await?;
-        if !others.iter().any(|t| t.id != token.id && global_owner(t)) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "last_owner",
-                "this is the last owner token of every project that never expires; create another before revoking it",
-            ));
-        }
+    if revoked.iter().any(|id| all.iter().any(|t| t.id == *id && global_owner(t)))
+        && !all.iter().any(|t| !revoked.contains(&t.id) && global_owner(t))
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_owner",
+            "this would revoke the last owner token of every project that never expires (revoking a token revokes \
+             the tokens it made); create another before revoking it",
+        ));
     }
-    state.store.delete_api_token(token.id).await?;
+    for id in &revoked {
+        state.store.delete_api_token(*id).await?;
+    }
     drop(one);
-    state.audit(&caller, token.project.as_ref(), "token.revoke", token.id.to_string(), token.name.clone()).await;
+    let detail = match revoked.len() - 1 {
+        0 => token.name.clone(),
+        made => format!("{} and the {made} token(s) it made", token.name),
+    };
+    state.audit(&caller, token.project.as_ref(), "token.revoke", token.id.to_string(), detail).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -401,7 +423,7 @@ pub async fn keys_action(
     let one = state.access_lock().await?;
     let detail = match query.action.as_deref() {
         Some("rotate") => {
-            let key = new_signing_key();
+            let key = sealed(new_signing_key(), &state.sealer);
             state.store.insert_signing_key(&key).await?;
             format!("new key {}", key.kid)
         }
@@ -417,7 +439,7 @@ pub async fn keys_action(
             ))
         }
     };
-    let keys = TriggerKeys::from_keys(&state.store.signing_keys().await?)
+    let keys = TriggerKeys::from_stored(&state.store.signing_keys().await?, &state.sealer)
         .ok_or_else(|| ApiError::internal("no live signing key after a key change"))?;
     *state.keys.write().expect("not poisoned") = Arc::new(keys);
     let action = format!("keys.{}", query.action.as_deref().unwrap_or_default());

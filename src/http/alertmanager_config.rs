@@ -144,7 +144,25 @@ pub fn snippet(r: &Receiver, c: &crate::domain::ScaleServiceConfig, url: &str, t
     };
     let yaml = yaml_serde::to_string(&data).expect("the snippet serializes");
     let token_safe = token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    let header_form = if token_safe {
+    // What the receiver's sender check asks of Alertmanager (which can send a bearer secret,
+    // but signs nothing).
+    let sender = match &r.verify {
+        None => "",
+        Some(check) if check.kind() == "bearer" => {
+            "# This receiver requires its bearer secret: add to the webhook config
+             #   http_config:
+#     authorization:
+#       credentials: '<the secret you gave hookd>'
+"
+        }
+        Some(_) => {
+            "# Warning: this receiver's sender check asks for a header or a signature that
+             # Alertmanager does not send, so its notifications are refused (401). Use a bearer
+             # secret (senderVerification type bearer), or no check, for Alertmanager.
+"
+        }
+    };
+    let header_form = if token_safe && r.verify.is_none() {
         format!(
             "# To keep the token out of URLs and proxy logs, send it as a header instead:\n\
              #   url: {token_base:?}\n#   http_config:\n#     authorization:\n#       credentials: '{token}'\n"
@@ -157,7 +175,7 @@ pub fn snippet(r: &Receiver, c: &crate::domain::ScaleServiceConfig, url: &str, t
          # The URL carries this receiver's token: keep this snippet as secret as a password.\n\
          # hookd reads each alert's status: {resolved_note}.\n{timing}\
          # It is a whole alertmanager.yml (alerts it does not route are discarded); to add it to\n\
-         # yours, copy the hookd receiver into `receivers:` and the sub-route into `route.routes:`.\n{header_form}\n{yaml}",
+         # yours, copy the hookd receiver into `receivers:` and the sub-route into `route.routes:`.\n{sender}{header_form}\n{yaml}",
     )
 }
 

@@ -95,7 +95,7 @@ impl AppState {
         if self.store.shared() {
             // Another hookd may have changed them a moment ago, before its notice arrived here.
             self.backends.bind_stored(self.store.projects().await?, false);
-            if let Some(keys) = TriggerKeys::from_keys(&self.store.signing_keys().await?) {
+            if let Some(keys) = TriggerKeys::from_stored(&self.store.signing_keys().await?, &self.sealer) {
                 *self.keys.write().expect("not poisoned") = Arc::new(keys);
             }
         }
@@ -177,6 +177,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/ui/", get(ui::index))
         .route("/ui/app.js", get(ui::app_js))
         .route("/ui/hosts.js", get(ui::hosts_js))
+        .route("/ui/sender.js", get(ui::sender_js))
         .route("/ui/app.css", get(ui::app_css))
         .route("/ui/session", get(ui::whoami).post(ui::sign_in).delete(ui::sign_out))
         .route("/healthz", get(ops::healthz))

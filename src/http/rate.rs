@@ -45,23 +45,34 @@ impl TriggerLimits {
         }
     }
 
-    /// Takes one trigger from the address's and the receiver's buckets.
-    pub fn check(&self, receiver: ReceiverId, address: IpAddr) -> Result<(), Limited> {
+    /// Takes one trigger from the address's bucket: before anything is read, so a flood from
+    /// one address costs nothing else.
+    pub fn check_address(&self, address: IpAddr) -> Result<(), Limited> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.sweep();
         }
-        let wait = |not_until: governor::NotUntil<_>| not_until.wait_time_from(self.clock.now()).as_secs() + 1;
         if let Some((limiter, per_second)) = &self.per_address {
             limiter
-                .check_key(&address)
-                .map_err(|n| Limited::Address { per_second: *per_second, retry_after: wait(n) })?;
+                .check_key(&network_of(address))
+                .map_err(|n| Limited::Address { per_second: *per_second, retry_after: self.wait(n) })?;
         }
+        Ok(())
+    }
+
+    /// Takes one trigger from the receiver's bucket. Called once the URL is known to be
+    /// current and the sender proved itself: a stale URL or an unverified sender must not
+    /// use up the real sender's triggers (issue 14).
+    pub fn check_receiver(&self, receiver: ReceiverId) -> Result<(), Limited> {
         if let Some((limiter, per_second)) = &self.per_receiver {
             limiter
                 .check_key(&receiver)
-                .map_err(|n| Limited::Receiver { per_second: *per_second, retry_after: wait(n) })?;
+                .map_err(|n| Limited::Receiver { per_second: *per_second, retry_after: self.wait(n) })?;
         }
         Ok(())
+    }
+
+    fn wait(&self, not_until: governor::NotUntil<<DefaultClock as Clock>::Instant>) -> u64 {
+        not_until.wait_time_from(self.clock.now()).as_secs() + 1
     }
 
     fn sweep(&self) {
@@ -71,6 +82,20 @@ impl TriggerLimits {
         if let Some((l, _)) = &self.per_address {
             l.retain_recent();
         }
+    }
+}
+
+/// An IPv6 client holds a whole /64: its addresses are one sender, or rotating through them
+/// would escape every per-address limit.
+pub fn network_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::V6(octets.into())
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().expect("checked")),
+        v4 => v4,
     }
 }
 
@@ -92,10 +117,11 @@ mod tests {
         let (r, other) = (ReceiverId::generate(), ReceiverId::generate());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..10 {
-            l.check(r, ip).unwrap();
+            l.check_address(ip).unwrap();
+            l.check_receiver(r).unwrap();
         }
-        assert_eq!(l.check(r, ip), Err(Limited::Receiver { per_second: 5, retry_after: 1 }));
-        l.check(other, ip).expect("another receiver has its own bucket");
+        assert_eq!(l.check_receiver(r), Err(Limited::Receiver { per_second: 5, retry_after: 1 }));
+        l.check_receiver(other).expect("another receiver has its own bucket");
     }
 
     #[test]
@@ -103,13 +129,25 @@ mod tests {
         let l = TriggerLimits::new(&limits(0, 2));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..4 {
-            l.check(ReceiverId::generate(), ip).unwrap();
+            l.check_address(ip).unwrap();
         }
-        assert!(matches!(l.check(ReceiverId::generate(), ip), Err(Limited::Address { per_second: 2, .. })));
-        l.check(ReceiverId::generate(), "192.0.2.2".parse().unwrap()).expect("another address");
+        assert!(matches!(l.check_address(ip), Err(Limited::Address { per_second: 2, .. })));
+        l.check_address("192.0.2.2".parse().unwrap()).expect("another address");
         let off = TriggerLimits::new(&limits(0, 0));
         for _ in 0..10_000 {
-            off.check(ReceiverId::generate(), ip).unwrap();
+            off.check_address(ip).unwrap();
+            off.check_receiver(ReceiverId::generate()).unwrap();
         }
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_address_and_mapped_v4_is_v4() {
+        let l = TriggerLimits::new(&limits(0, 1));
+        l.check_address("2001:db8::1".parse().unwrap()).unwrap();
+        l.check_address("2001:db8::2".parse().unwrap()).unwrap();
+        assert!(l.check_address("2001:db8::ffff:3".parse().unwrap()).is_err(), "the same /64");
+        l.check_address("2001:db8:0:1::1".parse().unwrap()).expect("another /64");
+        let mapped: IpAddr = "::ffff:192.0.2.9".parse().unwrap();
+        assert_eq!(network_of(mapped), "192.0.2.9".parse::<IpAddr>().unwrap());
     }
 }

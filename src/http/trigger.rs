@@ -249,7 +249,7 @@ pub async fn trigger(
         let message = format!("the query parameter {name} is given more than once");
         return Err(reject(&state, ApiError::bad_request("invalid_query", message)));
     }
-    if let Err(limited) = state.trigger_limits.check(claims.receiver, peer.ip()) {
+    if let Err(limited) = state.trigger_limits.check_address(peer.ip()) {
         return Err(reject(&state, rate_limited(limited)));
     }
     let dry_run = dry_run(query.dry_run.as_deref()).map_err(|e| reject(&state, e))?;
@@ -278,9 +278,15 @@ pub async fn trigger(
         }
         None => None,
     };
+    if let Err(limited) = state.trigger_limits.check_receiver(claims.receiver) {
+        return Err(reject(&state, rate_limited(limited)));
+    }
     let payload = read_payload(&receiver.config, &body, claims_json(&parts.headers))
         .map_err(|e| reject(&state, ApiError::bad_request("invalid_payload", e)))?;
-    let idempotency_key = idempotency_key(&parts.headers).map_err(|e| reject(&state, e))?.or(replay_key);
+    let idempotency_key = idempotency_key(&parts.headers).map_err(|e| reject(&state, e))?;
+    // A signed message's id wins over an unsigned Idempotency-Key, or a replay could pass for
+    // a new message by adding a fresh one (issue 14).
+    let idempotency_key = replay_key.or(idempotency_key);
     let request = TriggerRequest { source: source(peer, &parts.headers), payload, dry_run, idempotency_key };
     // Its own task: a caller that hangs up mid-trigger must not cancel it between acting on
     // the backend and recording the execution.

@@ -25,6 +25,7 @@ use crate::{
 const INDEX: &str = include_str!("../../ui/index.html");
 const APP_JS: &str = include_str!("../../ui/app.js");
 const HOSTS_JS: &str = include_str!("../../ui/hosts.js");
+const SENDER_JS: &str = include_str!("../../ui/sender.js");
 const APP_CSS: &str = include_str!("../../ui/app.css");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -57,6 +58,10 @@ pub async fn app_js() -> Response {
 
 pub async fn hosts_js() -> Response {
     asset("text/javascript; charset=utf-8", HOSTS_JS)
+}
+
+pub async fn sender_js() -> Response {
+    asset("text/javascript; charset=utf-8", SENDER_JS)
 }
 
 pub async fn app_css() -> Response {

@@ -140,6 +140,8 @@ pub struct ApiToken {
     pub created: Millis,
     /// After this, the token is refused.
     pub expires: Option<Millis>,
+    /// The token that made it; revoked with it.
+    pub created_by: Option<ApiTokenId>,
 }
 
 impl ApiToken {

@@ -394,10 +394,11 @@ pub struct ApiTokenRow {
     pub project: Option<String>,
     pub created: Millis,
     pub expires: Option<Millis>,
+    pub created_by: Option<String>,
 }
 
 /// The columns an [`ApiTokenRow`] is read from.
-pub const API_TOKEN_COLUMNS: &str = "id, name, hash, role, project, created, expires";
+pub const API_TOKEN_COLUMNS: &str = "id, name, hash, role, project, created, expires, created_by";
 
 impl ApiTokenRow {
     pub fn into_domain(self) -> StoreResult<ApiToken> {
@@ -409,6 +410,10 @@ impl ApiTokenRow {
             project: self.project.map(|p| ProjectName::parse(&p)).transpose().map_err(corrupt)?,
             created: self.created,
             expires: self.expires,
+            created_by: self
+                .created_by
+                .map(|id| ApiTokenId::parse(&id).ok_or_else(|| corrupt("api token maker")))
+                .transpose()?,
         })
     }
 }

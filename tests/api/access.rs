@@ -49,10 +49,16 @@ enum Needs {
     Own,
     /// Owners of every project only: a project-scoped token gets 403 whatever it names.
     OwnAll,
+    /// Any valid token (the API's root, its schemas, the projects it sees).
+    Any,
 }
 
-fn expected(needs: Needs, who: Who, own_project: bool) -> StatusCode {
+/// The callers are scoped to project `a`, or to every project (`all`); owners of every
+/// project are the admin, tested by every other test.
+fn expected(needs: Needs, who: Who, own_project: bool, all: bool) -> StatusCode {
     match needs {
+        Needs::Any => StatusCode::OK,
+        Needs::OwnAll if all && who == Who::Owner => StatusCode::OK,
         Needs::OwnAll => StatusCode::FORBIDDEN,
         _ if !own_project => StatusCode::NOT_FOUND,
         Needs::Read => StatusCode::OK,
@@ -71,19 +77,25 @@ async fn issue_14_every_route_for_every_role_in_its_project_and_another() {
     let mut callers = vec![];
     for (who, role) in [(Who::Owner, "owner"), (Who::Member, "member"), (Who::ReadOnly, "read-only")] {
         let t = token(&app, &format!("{role}-of-a"), role, Some("a")).await;
-        callers.push((who, t["token"].as_str().unwrap().to_owned()));
+        callers.push((who, t["token"].as_str().unwrap().to_owned(), false));
+    }
+    for (who, role) in [(Who::Member, "member"), (Who::ReadOnly, "read-only")] {
+        let t = token(&app, &format!("{role}-of-all"), role, None).await;
+        callers.push((who, t["token"].as_str().unwrap().to_owned(), true));
     }
     let mut cases = 0;
     let mut failures = vec![];
-    for (who, secret) in &callers {
-        for (project, own) in [("a", true), ("b", false)] {
+    for (who, secret, all) in &callers {
+        let scope = if *all { "all" } else { "a" };
+        for (project, own) in [("a", true), ("b", *all)] {
+            let who_at = format!("{who:?}-{scope}-{project}").to_lowercase();
             // Fresh targets for each caller and project: some cases delete or change them.
-            let r = receiver_in(&app, project, &format!("r-{who:?}-{project}")).await;
-            let gone = receiver_in(&app, project, &format!("gone-{who:?}-{project}")).await;
-            let victim = token(&app, &format!("victim-{who:?}-{project}"), "member", Some(project)).await;
+            let r = receiver_in(&app, project, &format!("r-{who_at}")).await;
+            let gone = receiver_in(&app, project, &format!("gone-{who_at}")).await;
+            let victim = token(&app, &format!("victim-{who_at}"), "member", Some(project)).await;
             let victim = victim["id"].as_str().unwrap().to_owned();
-            let extra = format!("x-{who:?}-{project}").to_lowercase();
-            let create = json!({"name": format!("new-{who:?}"), "driver": "scaleService",
+            let extra = format!("x-{who_at}");
+            let create = json!({"name": format!("new-{who_at}"), "driver": "scaleService",
                 "scaleServiceConfig": {"serviceId": "web", "action": "down", "min": 1, "max": 3}});
             let table: Vec<(Method, String, Option<Value>, Needs)> = vec![
                 (Method::GET, format!("/v1-webhooks/receivers?projectId={project}"), None, Needs::Read),
@@ -92,17 +104,23 @@ async fn issue_14_every_route_for_every_role_in_its_project_and_another() {
                 (Method::GET, format!("/v1-webhooks/receivers/{r}?projectId={project}"), None, Needs::Read),
                 (Method::PUT, format!("/v1-webhooks/receivers/{r}"), Some(json!({"enabled": false})), Needs::Manage),
                 (Method::POST, format!("/v1-webhooks/receivers/{r}?action=enable"), None, Needs::Manage),
+                (Method::POST, format!("/v1-webhooks/receivers/{r}?action=disable"), None, Needs::Manage),
                 (Method::POST, format!("/v1-webhooks/receivers/{r}?action=regenerateUrl"), None, Needs::Manage),
                 (Method::GET, format!("/v1-webhooks/receivers/{r}/executions"), None, Needs::Read),
                 (Method::GET, format!("/v1-webhooks/receivers/{r}/jobs"), None, Needs::Read),
                 (Method::GET, format!("/v1-webhooks/receivers/{r}/alertmanager-config"), None, Needs::Manage),
                 (Method::DELETE, format!("/v1-webhooks/receivers/{gone}"), None, Needs::Manage),
                 (Method::GET, format!("/v1-webhooks/services?projectId={project}"), None, Needs::Read),
+                (Method::GET, format!("/v1-webhooks/pools?projectId={project}"), None, Needs::Read),
+                (Method::GET, "/v1-webhooks".into(), None, Needs::Any),
+                (Method::GET, "/v1-webhooks/schemas".into(), None, Needs::Any),
+                (Method::GET, "/v1-webhooks/schemas/receiver".into(), None, Needs::Any),
+                (Method::GET, "/v1-webhooks/projects".into(), None, Needs::Any),
                 (Method::GET, format!("/v1-webhooks/tokens?projectId={project}"), None, Needs::Own),
                 (
                     Method::POST,
                     "/v1-webhooks/tokens".into(),
-                    Some(json!({"name": format!("made-{who:?}-{project}"), "role": "read-only", "projectId": project})),
+                    Some(json!({"name": format!("made-{who_at}"), "role": "read-only", "projectId": project})),
                     Needs::Own,
                 ),
                 (Method::DELETE, format!("/v1-webhooks/tokens/{victim}"), None, Needs::Own),
@@ -116,15 +134,16 @@ async fn issue_14_every_route_for_every_role_in_its_project_and_another() {
                 (Method::DELETE, format!("/v1-webhooks/projects/{project}"), None, Needs::OwnAll),
                 (Method::GET, "/v1-webhooks/keys".into(), None, Needs::OwnAll),
                 (Method::POST, "/v1-webhooks/keys?action=rotate".into(), None, Needs::OwnAll),
+                (Method::POST, "/v1-webhooks/keys?action=retire".into(), None, Needs::OwnAll),
             ];
             for (method, path, body, needs) in table {
-                let want = expected(needs, *who, own);
+                let want = expected(needs, *who, own, *all);
                 let (status, answer) = call(&app, secret, method.clone(), &path, body).await;
                 // 2xx of any kind (200, 204) where 200 is written.
                 let got = if status.is_success() { StatusCode::OK } else { status };
                 cases += 1;
                 if got != want {
-                    failures.push(format!("{who:?} {method} {path}: {status}, wanted {want}: {answer}"));
+                    failures.push(format!("{who:?} of {scope}: {method} {path}: {status}, wanted {want}: {answer}"));
                 }
                 if own && status.is_success() && *who == Who::ReadOnly {
                     let urls: Vec<&Value> =
@@ -139,7 +158,7 @@ async fn issue_14_every_route_for_every_role_in_its_project_and_another() {
         }
     }
     eprintln!("role matrix: {cases} cases");
-    assert!(cases >= 120, "{cases}");
+    assert!(cases >= 270, "{cases}");
     assert!(failures.is_empty(), "{} of {cases} cases wrong:\n{}", failures.len(), failures.join("\n"));
 
     // A scoped token's project list names its project only; the admin's, every project.
@@ -329,6 +348,19 @@ async fn issue_14_secrets_never_reach_the_log() {
     call(&app, &app.token, Method::GET, &format!("/v1-webhooks/receivers/{id}/alertmanager-config"), None).await;
     call(&app, &app.token, Method::POST, &format!("/v1-webhooks/receivers/{id}?action=regenerateUrl"), None).await;
     assert_eq!(app.trigger(&url).await.0, StatusCode::FORBIDDEN);
+    // A sender-verification secret: set, kept, sent right and wrong, rejected when too short.
+    let sender_secret = "sender-secret-0123456789abcdef";
+    let body = json!({"name": "signed", "driver": "scaleService", "senderVerification": {"type": "bearer", "secret": sender_secret},
+        "scaleServiceConfig": {"serviceId": "web", "action": "up", "min": 1, "max": 3}});
+    let signed = admin(&app, Method::POST, "/v1-webhooks/receivers", Some(body)).await;
+    let signed_url = signed["url"].as_str().unwrap().to_owned();
+    let signed_path = format!("/v1-webhooks/receivers/{}", signed["id"].as_str().unwrap());
+    let short = json!({"senderVerification": {"type": "github", "secret": "sender-short"}});
+    call(&app, &app.token, Method::PUT, &signed_path, Some(short)).await;
+    for sent in [sender_secret, "sender-wrong-0123456789abcdef"] {
+        let sent = app.http.post(&signed_url).header("authorization", format!("Bearer {sent}")).send().await.unwrap();
+        assert!([StatusCode::OK, StatusCode::UNAUTHORIZED].contains(&sent.status()), "{}", sent.status());
+    }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     let log = app.log();
@@ -341,6 +373,9 @@ async fn issue_14_secrets_never_reach_the_log() {
         ("a forged trigger token", forged.as_str()),
         ("a session id", session_id.as_str()),
         ("a wrong API token", "hookd_wrongwrongwrong"),
+        ("a sender secret", sender_secret),
+        ("a wrong sender secret", "sender-wrong-0123456789abcdef"),
+        ("a refused sender secret", "sender-short"),
     ] {
         assert!(!log.contains(secret), "{what} is in the log:\n{log}");
     }

@@ -1,6 +1,7 @@
 //! hookd's one integration test binary: the real server on port 0, driven over HTTP.
 
 mod access;
+mod access_faults;
 mod alerts;
 mod bad_input;
 mod cli;
@@ -37,5 +38,6 @@ mod target_loop;
 mod trigger;
 mod ui;
 mod ui_hosts;
+mod ui_sender;
 mod ui_target;
 mod upgrade;

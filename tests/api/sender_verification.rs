@@ -115,6 +115,11 @@ async fn issue_14_standard_webhooks_replays_old_messages_and_other_keys() {
         (StatusCode::OK, Some("skipped"), Some("duplicate")),
         "{replay}"
     );
+    // A fresh Idempotency-Key is not signed: it cannot make the replay look new.
+    let mut with_key = signed("msg_1", now, key);
+    with_key.push(("idempotency-key", "a-fresh-key-1".to_owned()));
+    let (status, replay) = post(&app, url, &with_key, body).await;
+    assert_eq!((status, replay["reason"].as_str()), (StatusCode::OK, Some("duplicate")), "{replay}");
     assert_eq!(app.desired_scale("web").await, 2, "a replayed message acts once");
     for (what, headers) in [
         ("six minutes old", signed("msg_2", now - 360, key)),
@@ -154,6 +159,15 @@ async fn issue_14_static_header_and_bearer_secrets() {
         post(&app, url, &[("authorization", "Bearer guess-guess-guess".into())], "{}").await.0,
         StatusCode::UNAUTHORIZED
     );
+    // The Alertmanager snippets say what each check asks of Alertmanager.
+    let snippet = |r: &Value| {
+        let path = format!("/v1-webhooks/receivers/{}/alertmanager-config", r["id"].as_str().unwrap());
+        let request = app.http.get(format!("{}{path}", app.base)).bearer_auth(&app.token);
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let bearer = snippet(&b).await;
+    assert!(bearer.contains("requires its bearer secret") && !bearer.contains(secret), "{bearer}");
+    assert!(snippet(&r).await.contains("Alertmanager does not send"));
 
     let (status, err) = app
         .create_receiver(json!({"name": "weak", "driver": "scaleService", "senderVerification": {"type": "bearer", "secret": "short"},

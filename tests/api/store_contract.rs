@@ -238,6 +238,7 @@ async fn keys_tokens_scales_contract(store: Arc<dyn Store>) {
         project: Some(ProjectName::parse("team").unwrap()),
         created: now_millis(),
         expires: Some(now_millis() + 86_400_000),
+        created_by: Some(ApiTokenId::generate()),
     };
     store.insert_api_token(&token).await.unwrap();
     assert_eq!(store.api_token_by_hash(&token.hash).await.unwrap(), Some(token.clone()));
@@ -269,6 +270,7 @@ async fn access_contract(store: Arc<dyn Store>) {
         project: project.cloned(),
         created: now_millis(),
         expires: None,
+        created_by: None,
     };
     let (global, scoped) = (token("global", None), token("scoped", Some(&team)));
     for t in [&global, &scoped] {

@@ -234,7 +234,8 @@ pub async fn retire_signing_keys(pool: &PgPool, keep: &str, at: Millis) -> Store
 
 pub async fn insert_api_token(pool: &PgPool, t: &ApiToken) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO api_tokens (id, name, hash, role, project, created, expires) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO api_tokens (id, name, hash, role, project, created, expires, created_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(t.id.to_string())
     .bind(&t.name)
@@ -243,6 +244,7 @@ pub async fn insert_api_token(pool: &PgPool, t: &ApiToken) -> StoreResult<()> {
     .bind(t.project.as_ref().map(|p| p.as_str().to_owned()))
     .bind(t.created)
     .bind(t.expires)
+    .bind(t.created_by.map(|id| id.to_string()))
     .execute(pool)
     .await
     .map_err(|e| unique(e, || "this API token already exists".to_owned()))?;

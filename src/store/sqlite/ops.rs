@@ -165,8 +165,8 @@ pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
         }
         Op::InsertApiToken(t) => {
             conn.prepare_cached(
-                "INSERT INTO api_tokens (id, name, hash, role, project, created, expires) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO api_tokens (id, name, hash, role, project, created, expires, created_by) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 t.id.to_string(),
@@ -175,7 +175,8 @@ pub fn apply(conn: &Connection, op: &mut Op) -> Result<Done, Failure> {
                 t.role.as_str(),
                 t.project.as_ref().map(|p| p.as_str()),
                 t.created,
-                t.expires
+                t.expires,
+                t.created_by.map(|id| id.to_string())
             ])
             .map_err(|e| unique(e, || "this API token already exists".to_owned()))?;
             Ok(Done::Written)
