@@ -8,7 +8,7 @@
 use std::{
     fs::{File, OpenOptions, Permissions},
     io::{Read, Seek, Write},
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
@@ -33,7 +33,12 @@ impl std::fmt::Debug for DataDirLock {
 impl DataDirLock {
     /// Creates `dir` (mode 0700) if needed, tightens its mode, and locks it for this process.
     pub fn acquire(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+        // Made 0700 at once, so a fresh directory needs no tightening (and no log line).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
         restrict(dir, 0o700)?;
         let lock = lock_file(&dir.join(LOCK_FILE), &format!("the data directory {}", dir.display()))?;
         Ok(Self { dir: dir.to_owned(), _lock: lock })

@@ -59,6 +59,7 @@ pub enum ProjectsCommand {
     Create {
         #[command(flatten)]
         client: ClientArgs,
+        /// The project's name: 1 to 63 of a-z, 0-9, '-' and '_'.
         name: String,
         /// The backend's name in the config file.
         #[arg(long)]
@@ -68,6 +69,7 @@ pub enum ProjectsCommand {
     Delete {
         #[command(flatten)]
         client: ClientArgs,
+        /// The project to delete.
         name: String,
     },
 }

@@ -25,8 +25,8 @@ pub enum ReceiversCommand {
     Get {
         #[command(flatten)]
         client: ClientArgs,
-        /// The receiver's id, or its name in project `default`.
-        id: String,
+        #[command(flatten)]
+        receiver: ReceiverRef,
         /// Print the JSON the API answered.
         #[arg(long)]
         json: bool,
@@ -45,8 +45,8 @@ pub enum ReceiversCommand {
     Update {
         #[command(flatten)]
         client: ClientArgs,
-        /// The receiver's id, or its name in project `default`.
-        id: String,
+        #[command(flatten)]
+        receiver: ReceiverRef,
         #[command(flatten)]
         fields: ReceiverFields,
     },
@@ -54,8 +54,9 @@ pub enum ReceiversCommand {
     Clone {
         #[command(flatten)]
         client: ClientArgs,
-        /// The receiver's id, or its name in project `default`.
-        id: String,
+        #[command(flatten)]
+        receiver: ReceiverRef,
+        /// The copy's name.
         #[arg(long)]
         name: String,
     },
@@ -63,16 +64,27 @@ pub enum ReceiversCommand {
     AlertmanagerConfig {
         #[command(flatten)]
         client: ClientArgs,
-        /// The receiver's id, or its name in project `default`.
-        id: String,
+        #[command(flatten)]
+        receiver: ReceiverRef,
     },
     /// Delete a receiver; its trigger URL stops working at once.
     Delete {
         #[command(flatten)]
         client: ClientArgs,
-        /// The receiver's id, or its name in project `default`.
-        id: String,
+        #[command(flatten)]
+        receiver: ReceiverRef,
     },
+}
+
+/// A receiver named on the command line: its id, or its name in a project.
+#[derive(Args)]
+pub struct ReceiverRef {
+    /// The receiver's id (32 hex digits), or its name in --project.
+    #[arg(value_name = "RECEIVER")]
+    id: String,
+    /// The project whose receiver a name means (ids need none).
+    #[arg(long, default_value = "default")]
+    project: String,
 }
 
 #[derive(Args)]
@@ -134,6 +146,13 @@ pub struct ReceiverFields {
     /// Enable (true) or disable (false) the receiver.
     #[arg(long)]
     enabled: Option<bool>,
+    /// Require proof from the sender: bearer, header:NAME, github, standardWebhooks, or none.
+    #[arg(long, value_parser = sender_check)]
+    sender_verification: Option<Value>,
+    /// The file holding the sender's secret (`-` for standard input; not a flag's value, which
+    /// shell history and `ps` would show). On an update, leave it out to keep the stored one.
+    #[arg(long, requires = "sender_verification")]
+    sender_secret_file: Option<PathBuf>,
     /// A JSON body in the API's shape (`-` for standard input); flags override its fields.
     #[arg(long, short)]
     file: Option<PathBuf>,
@@ -180,6 +199,18 @@ impl ReceiverFields {
         if let Some(enabled) = self.enabled {
             object.insert("enabled".into(), json!(enabled));
         }
+        if let Some(check) = &self.sender_verification {
+            let mut check = check.clone();
+            if let (Some(path), Value::Object(c)) = (&self.sender_secret_file, &mut check) {
+                let secret = if path.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin()).context("reading the secret from stdin")?
+                } else {
+                    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+                };
+                c.insert("secret".into(), json!(secret.trim_end_matches(['\n', '\r'])));
+            }
+            object.insert("senderVerification".into(), check);
+        }
         let scale = [
             ("serviceId", self.service.as_ref().map(|v| json!(v))),
             ("action", self.action.as_ref().map(|v| json!(v))),
@@ -212,6 +243,16 @@ impl ReceiverFields {
     }
 }
 
+/// `bearer`, `header:NAME`, `github`, `standardWebhooks` → the API's check; `none` → null.
+fn sender_check(text: &str) -> Result<Value, String> {
+    match text.split_once(':') {
+        Some(("header", name)) if !name.is_empty() => Ok(json!({"type": "header", "header": name})),
+        None if text == "none" => Ok(Value::Null),
+        None if ["bearer", "github", "standardWebhooks"].contains(&text) => Ok(json!({"type": text})),
+        _ => Err(format!("{text:?}: write bearer, header:NAME, github, standardWebhooks or none")),
+    }
+}
+
 /// `label:NAME` or `annotation:NAME` → `{"label": NAME}`.
 fn target_from(text: &str) -> Result<Value, String> {
     match text.split_once(':') {
@@ -224,9 +265,12 @@ fn target_from(text: &str) -> Result<Value, String> {
 pub struct TriggerArgs {
     #[command(flatten)]
     client: ClientArgs,
-    /// A trigger URL, or a receiver (id, or name in project `default`) whose URL is looked
-    /// up with the API token and posted to on HOOKD_URL.
+    /// A trigger URL, or a receiver (id, or name in --project) whose URL is looked up with
+    /// the API token and posted to on HOOKD_URL.
     target: String,
+    /// The project whose receiver a name means (ids and URLs need none).
+    #[arg(long, default_value = "default")]
+    project: String,
     /// A JSON body to send (for example an Alertmanager payload); `-` for standard input.
     #[arg(long, short)]
     file: Option<PathBuf>,
@@ -239,8 +283,8 @@ pub struct TriggerArgs {
 pub struct ExecutionsArgs {
     #[command(flatten)]
     client: ClientArgs,
-    /// The receiver's id, or its name in project `default`.
-    receiver: String,
+    #[command(flatten)]
+    receiver: ReceiverRef,
     /// How many executions to show, newest first.
     #[arg(long, default_value_t = 20)]
     limit: u32,
@@ -272,9 +316,12 @@ fn http_client(args: &ClientArgs) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder();
     if let Some(path) = &args.cacert {
         let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)
-            .with_context(|| format!("{} holds no PEM certificate", path.display()))?
-        {
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
+        if certs.is_empty() {
+            bail!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display());
+        }
+        for cert in certs {
             builder = builder.add_root_certificate(cert);
         }
     }
@@ -301,7 +348,7 @@ impl Api {
         if let Some(body) = body {
             request = request.json(body);
         }
-        request.send().await.with_context(|| format!("could not reach hookd at {}", self.base))
+        request.send().await.map_err(|e| unreachable(e, &format!("hookd at {}", self.base)))
     }
 
     /// `/v1-webhooks/receivers/{id}` for a receiver named by its id, or by its name in
@@ -325,6 +372,10 @@ impl Api {
         }
     }
 
+    pub(super) async fn path_of(&self, receiver: &ReceiverRef) -> anyhow::Result<String> {
+        self.receiver_path(&receiver.id, &receiver.project).await
+    }
+
     pub(super) async fn call(
         &self,
         method: reqwest::Method,
@@ -335,11 +386,38 @@ impl Api {
     }
 }
 
+/// Why a request got no answer, naming what was asked (the trigger URL's origin only: its
+/// query holds the token) and each cause, down to the system's.
+fn unreachable(error: reqwest::Error, what: &str) -> anyhow::Error {
+    let mut causes = vec![];
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    let kind = if error.is_timeout() { "timed out" } else { "failed" };
+    anyhow::anyhow!("could not reach {what}: the request {kind}: {}", causes.join(": "))
+}
+
+/// `scheme://host:port` of a URL, without the path and query that may hold a token.
+fn origin(url: &str) -> String {
+    reqwest::Url::parse(url).map_or_else(|_| "the trigger URL".to_owned(), |u| u.origin().ascii_serialization())
+}
+
 async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
     let status = response.status();
+    let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).cloned();
     let text = response.text().await?;
-    let value: Value =
-        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let parsed = if text.is_empty() { Ok(Value::Null) } else { serde_json::from_str(&text) };
+    let value = match parsed {
+        Ok(value) => value,
+        // A 2xx that is not JSON: something else answers at that URL (a proxy, another server).
+        Err(_) if status.is_success() => {
+            let kind = content_type.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("no content type");
+            bail!("the server answered {status} with a body that is not JSON ({kind}): is HOOKD_URL a hookd?")
+        }
+        Err(_) => Value::String(text),
+    };
     if status.is_success() {
         return Ok(value);
     }
@@ -378,6 +456,13 @@ fn print_receiver(r: &Value) {
         .map(|(k, v)| format!("{k}={}", shown(v)))
         .collect();
     println!("options:  {}", options.join(" "));
+    let sender = &r["senderVerification"];
+    let sender = match (sender["type"].as_str(), sender["header"].as_str()) {
+        (Some(kind), Some(header)) => format!("{kind} ({header})"),
+        (Some(kind), None) => kind.to_owned(),
+        _ => "none".to_owned(),
+    };
+    println!("sender:   {sender}");
     println!("url:      {}", str_of(r, "url"));
 }
 
@@ -411,9 +496,9 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        ReceiversCommand::Get { client, id, json } => {
+        ReceiversCommand::Get { client, receiver, json } => {
             let api = Api::new(&client)?;
-            let r = api.call(Method::GET, &api.receiver_path(&id, "default").await?, None).await?;
+            let r = api.call(Method::GET, &api.path_of(&receiver).await?, None).await?;
             if json {
                 print_json(&r)
             } else {
@@ -426,16 +511,16 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
                 .await?;
             print_receiver(&r);
         }
-        ReceiversCommand::Update { client, id, fields } => {
+        ReceiversCommand::Update { client, receiver, fields } => {
             let api = Api::new(&client)?;
-            let path = api.receiver_path(&id, "default").await?;
+            let path = api.path_of(&receiver).await?;
             let current = api.call(Method::GET, &path, None).await?;
             let r = api.call(Method::PUT, &path, Some(&fields.merged_over(&current)?)).await?;
             print_receiver(&r);
         }
-        ReceiversCommand::Clone { client, id, name } => {
+        ReceiversCommand::Clone { client, receiver, name } => {
             let api = Api::new(&client)?;
-            let original = api.call(Method::GET, &api.receiver_path(&id, "default").await?, None).await?;
+            let original = api.call(Method::GET, &api.path_of(&receiver).await?, None).await?;
             let driver = str_of(&original, "driver");
             let config_key = format!("{driver}Config");
             let body = json!({ "name": name, "driver": driver, config_key.as_str(): original[config_key.as_str()] });
@@ -443,9 +528,9 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
             let r = api.call(Method::POST, &format!("/v1-webhooks/receivers?projectId={project}"), Some(&body)).await?;
             print_receiver(&r);
         }
-        ReceiversCommand::AlertmanagerConfig { client, id } => {
+        ReceiversCommand::AlertmanagerConfig { client, receiver } => {
             let api = Api::new(&client)?;
-            let path = format!("{}/alertmanager-config", api.receiver_path(&id, "default").await?);
+            let path = format!("{}/alertmanager-config", api.path_of(&receiver).await?);
             let response = api.send(Method::GET, &path, None).await?;
             if !response.status().is_success() {
                 answer(response).await?;
@@ -453,10 +538,10 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
             }
             print!("{}", response.text().await?);
         }
-        ReceiversCommand::Delete { client, id } => {
+        ReceiversCommand::Delete { client, receiver } => {
             let api = Api::new(&client)?;
-            api.call(Method::DELETE, &api.receiver_path(&id, "default").await?, None).await?;
-            println!("deleted receiver {id}");
+            api.call(Method::DELETE, &api.path_of(&receiver).await?, None).await?;
+            println!("deleted receiver {}", receiver.id);
         }
     }
     Ok(())
@@ -467,7 +552,7 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
         args.target.clone()
     } else {
         let api = Api::new(&args.client)?;
-        let r = api.call(reqwest::Method::GET, &api.receiver_path(&args.target, "default").await?, None).await?;
+        let r = api.call(reqwest::Method::GET, &api.receiver_path(&args.target, &args.project).await?, None).await?;
         let url = str_of(&r, "url");
         let Some((_, query)) = url.split_once('?') else {
             bail!("this API token cannot see trigger URLs (read-only)");
@@ -488,9 +573,11 @@ pub async fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
         };
         request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
     }
-    // The URL holds the token: never echo it in errors.
-    let response =
-        request.send().await.map_err(|e| anyhow::anyhow!("could not reach the trigger URL: {}", e.without_url()))?;
+    // The URL holds the token: errors name its origin only.
+    let response = request
+        .send()
+        .await
+        .map_err(|e| unreachable(e.without_url(), &format!("the trigger URL at {}", origin(&url))))?;
     let value = answer(response).await?;
     let range = match (value.get("from").and_then(Value::as_u64), value.get("to").and_then(Value::as_u64)) {
         (Some(from), Some(to)) => format!(" {from} -> {to}"),
@@ -522,7 +609,7 @@ async fn fetch_list(client: &ClientArgs, path: &str, json: bool) -> anyhow::Resu
 }
 
 pub async fn executions(args: ExecutionsArgs) -> anyhow::Result<()> {
-    let receiver = Api::new(&args.client)?.receiver_path(&args.receiver, "default").await?;
+    let receiver = Api::new(&args.client)?.path_of(&args.receiver).await?;
     let path = format!("{receiver}/executions?limit={}", args.limit);
     let Some(data) = fetch_list(&args.client, &path, args.json).await? else { return Ok(()) };
     println!("{:<24}  {:<9}  {:<9}  {:<40}  {:<24}  SOURCE", "TIME", "OUTCOME", "SCALE", "REASON", "ALERTS");

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::{
-    client::{print_json, str_of, Api},
+    client::{print_json, str_of, Api, ReceiverRef},
     ClientArgs,
 };
 
@@ -16,8 +16,8 @@ pub enum JobsCommand {
     List {
         #[command(flatten)]
         client: ClientArgs,
-        /// The receiver's id or name.
-        receiver: String,
+        #[command(flatten)]
+        receiver: ReceiverRef,
         /// Print the JSON the API answered.
         #[arg(long)]
         json: bool,
@@ -78,9 +78,9 @@ fn print_job(job: &Value) {
 pub async fn run(command: JobsCommand) -> anyhow::Result<()> {
     match command {
         JobsCommand::List { client, receiver, json } => {
-            let page = Api::new(&client)?
-                .call(reqwest::Method::GET, &format!("/v1-webhooks/receivers/{receiver}/jobs"), None)
-                .await?;
+            let api = Api::new(&client)?;
+            let path = format!("{}/jobs", api.path_of(&receiver).await?);
+            let page = api.call(reqwest::Method::GET, &path, None).await?;
             if json {
                 print_json(&page["data"]);
                 return Ok(());

@@ -52,13 +52,19 @@ enum Command {
     Keys(access::KeysCommand),
     /// Who changed what, newest first.
     Audit(access::AuditArgs),
-    /// Print a shell completion script (for example: hookd completions bash > /etc/bash_completion.d/hookd).
+    /// Print a shell completion script (for example: hookd completions bash >
+    /// /usr/local/share/bash-completion/completions/hookd).
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page, hookd(1), in roff (for example: hookd man > /usr/share/man/man1/hookd.1).
-    Man,
+    /// Print the man page, hookd(1), in roff; with --dir, write it and one page per command
+    /// (hookd-receivers-create.1, …) there (for example: hookd man --dir /usr/local/share/man/man1).
+    Man {
+        /// Write hookd.1 and a page per command into this directory instead of printing hookd.1.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// A tiny worker process used by `hookd demo` as its sample service.
     #[command(hide = true)]
     SampleWorker,
@@ -109,9 +115,15 @@ pub fn main() -> ExitCode {
                 clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "hookd", &mut script);
                 std::io::Write::write_all(&mut std::io::stdout(), &script).map_err(Into::into)
             }
-            Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            Command::Man { dir: None } => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
                 .render(&mut std::io::stdout())
                 .map_err(Into::into),
+            Command::Man { dir: Some(dir) } => {
+                std::fs::create_dir_all(&dir).map_err(anyhow::Error::from)?;
+                let command = <Cli as clap::CommandFactory>::command();
+                clap_mangen::generate_to(command, &dir)
+                    .map_err(|e| anyhow::anyhow!("writing the man pages into {}: {e}", dir.display()))
+            }
             Command::SampleWorker => demo::sample_worker().await,
             Command::KeepReplica(_) => unreachable!("handled before the runtime starts"),
         }
@@ -122,5 +134,35 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command and every option says what it is for in `--help` (issue 13).
+    #[test]
+    fn every_command_and_option_is_described() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if !arg.is_hide_set() && !["help", "version"].contains(&id) && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+                let here = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(here.clone());
+                }
+                walk(sub, &here, missing);
+            }
+        }
+        let command = super::Cli::command();
+        command.clone().debug_assert();
+        let mut missing = vec![];
+        walk(&command, "hookd", &mut missing);
+        assert!(missing.is_empty(), "undescribed in --help: {missing:#?}");
     }
 }

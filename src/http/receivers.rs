@@ -190,7 +190,11 @@ async fn with_known_services(backend: &dyn Backend, error: crate::backend::Backe
     if let (true, Ok(services)) = (unknown, backend.list_services().await) {
         let names: Vec<&str> = services.iter().take(SHOWN).map(|s| s.id.as_str()).collect();
         let more = if services.len() > SHOWN { ", …" } else { "" };
-        let known = if names.is_empty() { "none".to_owned() } else { format!("{}{more}", names.join(", ")) };
+        let known = if names.is_empty() {
+            "none yet (declare services in the config file: [[backend.service]] for a local backend)".to_owned()
+        } else {
+            format!("{}{more}", names.join(", "))
+        };
         api_error.message = format!("{}; it has: {known}", api_error.message).into();
     }
     api_error

@@ -28,7 +28,14 @@ async fn the_container_image_builds_without_a_pull_and_serves() {
     let name = format!("hookd-image-{port}");
     let listen = format!("HOOKD_LISTEN=127.0.0.1:{port}");
     let admin = format!("HOOKD_ADMIN_TOKEN={token}");
-    docker(&host, &["run", "-d", "--name", &name, "--network", "host", "-e", &listen, "-e", &admin, &tag]).await;
+    // As the README runs it: the data in a volume (host networking: the test engine's port).
+    let volume = format!("{name}-data");
+    let mount = format!("{volume}:/data");
+    docker(
+        &host,
+        &["run", "-d", "--name", &name, "--network", "host", "-v", &mount, "-e", &listen, "-e", &admin, &tag],
+    )
+    .await;
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let up = eventually(Duration::from_secs(20), || async {
@@ -37,8 +44,22 @@ async fn the_container_image_builds_without_a_pull_and_serves() {
     .await;
     let logs = docker(&host, &["logs", &name]).await;
     let receivers = http.get(format!("{base}/v1-webhooks/receivers")).bearer_auth(token).send().await;
+    // The host's certificate authorities came along, for https out of the image.
+    let copied = tempfile::tempdir().unwrap();
+    let bundle = "/etc/ssl/certs/ca-certificates.crt";
+    if std::path::Path::new(bundle).exists() {
+        docker(&host, &["cp", &format!("{name}:{bundle}"), copied.path().to_str().unwrap()]).await;
+        let size = std::fs::metadata(copied.path().join("ca-certificates.crt")).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 1000, "the image holds the CA bundle ({size} bytes)");
+    }
     docker(&host, &["rm", "-f", &name]).await;
+    // The engine runs on this machine: its volume's files are readable here.
+    let mountpoint = docker(&host, &["volume", "inspect", "-f", "{{.Mountpoint}}", &volume]).await;
+    let database = std::path::Path::new(mountpoint.trim()).join("hookd.db");
+    let kept = database.exists();
+    docker(&host, &["volume", "rm", &volume]).await;
     docker(&host, &["rmi", &tag]).await;
+    assert!(kept, "the database is in the volume: {}", database.display());
     assert!(up, "the container never answered /healthz; its log: {logs}");
     assert_eq!(receivers.unwrap().status(), reqwest::StatusCode::OK, "the API answers with the admin token");
     let user = docker(&host, &["image", "ls", "-q", &tag]).await;

@@ -5,6 +5,7 @@ mod access_faults;
 mod alerts;
 mod bad_input;
 mod cli;
+mod cli_review;
 mod closed_loop;
 mod components;
 mod compose_example;
