@@ -31,7 +31,10 @@ start)
       ;;
     esac
   done
-  dockerd --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
+  # TMPDIR inside DIR: what the engine and its containerd write there (stack dumps when
+  # killed) goes with DIR, not into /tmp.
+  mkdir -p "$dir/tmp"
+  TMPDIR="$dir/tmp" dockerd --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
     -H "unix://$dir/docker.sock" "$@" >"$dir/dockerd.log" 2>&1 &
   export DOCKER_HOST="unix://$dir/docker.sock"
   for _ in $(seq 1 60); do

@@ -85,6 +85,10 @@ trap cleanup EXIT
 ./scripts/docker-engine.sh start "$docker_dir" --swarm --bridge=hookd-test0
 export HOOKD_TEST_DOCKER_HOST="unix://$docker_dir/docker.sock"
 
+# What /tmp holds before the tests: whatever they add and leave is a fault (issue 13).
+tmp_before=target/tmp-before.txt
+ls -A /tmp | sort > "$tmp_before"
+
 log "starting PostgreSQL for the tests (a throwaway cluster; a database per test)"
 HOOKD_TEST_POSTGRES=$(./scripts/postgres.sh start "$pg_dir")
 export HOOKD_TEST_POSTGRES
@@ -108,6 +112,16 @@ HOOKD_TEST_STORE=postgres cargo test --test api --locked -- --include-ignored --
   --skip store_contract:: --skip replicas:: --skip packaging:: --skip image:: --skip compose_example:: \
   --skip swarm_hosts:: --skip target_loop:: \
   2>&1 | tee -a "$results"
+
+# Test directories, sockets and browser profiles the tests left in /tmp fail the suite;
+# anything else new there (made by other programs meanwhile) is only listed.
+new_in_tmp=$(ls -A /tmp | sort | comm -13 "$tmp_before" - | grep -vx "$(basename "$results")" || true)
+left=$(grep -E '^(\.tmp|hookd|\.org\.chromium|chromedriver)' <<<"$new_in_tmp" || true)
+[ -z "$new_in_tmp" ] || printf '\nnew in /tmp during the tests:\n%s\n' "$new_in_tmp"
+if [ -n "$left" ]; then
+  printf 'the tests left these in /tmp:\n%s\n' "$left"
+  exit 1
+fi
 
 # One closing line for the whole suite, summed over the test binaries.
 awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, s }' "$results"

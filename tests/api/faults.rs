@@ -36,6 +36,11 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        // The app's directory went first and could not remove the mount point: now it can
+        // (issue 13: nothing left in /tmp).
+        if let Some(root) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(root);
+        }
     }
 }
 

@@ -39,6 +39,7 @@ mod target_loop;
 mod trigger;
 mod ui;
 mod ui_hosts;
+mod ui_pages;
 mod ui_sender;
 mod ui_target;
 mod upgrade;

@@ -21,17 +21,47 @@ pub struct Browser {
     _tmp: tempfile::TempDir,
 }
 
-/// Chromium outlives a killed chromedriver: its processes (found by the test's profile
-/// directory on their command line) go with the test.
+/// Chromium outlives a killed chromedriver: its processes (chromedriver's descendants, and
+/// any carrying the test's profile directory) go with the test.
 impl Drop for Browser {
     fn drop(&mut self) {
         let profile = format!("--user-data-dir={}", self._profile.path().display());
+        let mut parents = std::collections::HashMap::new();
+        let mut killed: Vec<i32> = self._driver.id().map(|p| p as i32).into_iter().collect();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             if cmdline.split(|b| *b == 0).any(|arg| arg == profile.as_bytes()) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                killed.push(pid);
             }
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+            parents.insert(pid, ppid.unwrap_or(0));
+        }
+        // The whole tree, taken before any kill reparents it (the network service writes the
+        // profile's disk cache, and carries no --user-data-dir).
+        let mut at = 0;
+        while at < killed.len() {
+            let parent = killed[at];
+            let children: Vec<i32> =
+                parents.iter().filter(|(pid, p)| **p == parent && !killed.contains(pid)).map(|(pid, _)| *pid).collect();
+            killed.extend(children);
+            at += 1;
+        }
+        for pid in &killed {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        // Until they are gone (or zombies): one still running would write its profile again
+        // after the directory is removed, and leave it in /tmp.
+        let alive = |pid: &i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        };
+        for _ in 0..100 {
+            if !killed.iter().any(alive) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
