@@ -27,16 +27,17 @@ pub fn hash_token(token: &str) -> String {
 pub async fn ensure_admin(store: &dyn Store, configured: Option<&Secret>) -> StoreResult<Option<Secret>> {
     let (secret, generated) = match configured {
         Some(token) if store.api_token_by_hash(&hash_token(token.expose())).await?.is_some() => return Ok(None),
-        // Only into an empty store: a configured token that was revoked stays revoked, even
-        // though its variable is still set at the next start (issue 14).
-        Some(_) if store.count_api_tokens().await? > 0 => {
-            tracing::warn!(
-                "HOOKD_ADMIN_TOKEN (admin_token) is not a stored API token, and other tokens exist: it was \
-                 revoked, or set after the first start. It is not added; create tokens with hookd tokens create"
-            );
-            return Ok(None);
+        // The way back in when every owner token is lost: a configured token is stored again.
+        // So a revoked one comes back at the next start while it is still set: say so.
+        Some(token) => {
+            if store.count_api_tokens().await? > 0 {
+                tracing::warn!(
+                    "HOOKD_ADMIN_TOKEN (admin_token) was not a stored API token: stored it as an owner of every \
+                     project. If it was revoked, unset it; it comes back at every start while it is set"
+                );
+            }
+            (token.clone(), false)
         }
-        Some(token) => (token.clone(), false),
         None if store.count_api_tokens().await? > 0 => return Ok(None),
         None => (generate_token(), true),
     };

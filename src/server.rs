@@ -44,17 +44,19 @@ impl App {
     /// Builds on a data directory this process has locked already.
     pub async fn build_locked(config: Config, data_dir: DataDirLock, listener: TcpListener) -> anyhow::Result<Self> {
         let store = store::open(&config.database_url(), config.retention).await?;
-        let sealing_key = config.sealing_key_file();
-        let sealer = crate::sealer::Sealer::load_or_create(&sealing_key)?;
-        sealer.agree(store.as_ref(), &sealing_key).await?;
-        let (generated_admin_token, keys) = {
-            // Replicas starting at once on one database: one makes the admin token and the first key.
+        let (generated_admin_token, keys, sealer) = {
+            // Replicas starting at once on one database: one makes the sealing key (a shared
+            // file), the admin token and the first signing key, which is sealed with it.
             let _first = store
                 .lock("start-up", Duration::from_secs(30))
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("another hookd held the database's start-up lock for 30 s"))?;
+            let sealing_key = config.sealing_key_file();
+            let sealer = crate::sealer::Sealer::load_or_create(&sealing_key)?;
+            sealer.agree(store.as_ref(), &sealing_key).await?;
             let admin = auth::ensure_admin(store.as_ref(), config.admin_token.as_ref()).await?;
-            (admin, TriggerKeys::load_or_create(store.as_ref(), &sealer).await?)
+            let keys = TriggerKeys::load_or_create(store.as_ref(), &sealer).await?;
+            (admin, keys, sealer)
         };
         let metrics = Arc::new(Metrics::default());
         let backends = Arc::new(Backends::start(&config, store.clone(), &data_dir).await?);

@@ -128,6 +128,13 @@ impl TriggerKeys {
         if let Some(keys) = Self::from_stored(&stored, sealer) {
             return Ok(keys);
         }
+        // Live keys that do not open: the sealing key is not theirs (a database restored
+        // without its sealing.key). A new key would silently turn every URL into a 403.
+        anyhow::ensure!(
+            stored.iter().all(|k| k.retired.is_some()),
+            "the stored signing keys do not open with this sealing key: restore the sealing.key that was \
+             beside this database (or set sealing_key_file to it)"
+        );
         store.insert_signing_key(&sealed(new_signing_key(), sealer)).await?;
         // Another replica may have raced us; whichever keys landed are the shared ones.
         Self::from_stored(&store.signing_keys().await?, sealer)

@@ -59,6 +59,9 @@ pub enum ReceiversCommand {
         /// The copy's name.
         #[arg(long)]
         name: String,
+        /// The file holding the copy's sender secret, when the receiver has a sender check.
+        #[arg(long)]
+        sender_secret_file: Option<PathBuf>,
     },
     /// Print a ready-to-paste Alertmanager receiver and route for a receiver.
     AlertmanagerConfig {
@@ -201,13 +204,15 @@ impl ReceiverFields {
         }
         if let Some(check) = &self.sender_verification {
             let mut check = check.clone();
-            if let (Some(path), Value::Object(c)) = (&self.sender_secret_file, &mut check) {
-                let secret = if path.as_os_str() == "-" {
-                    std::io::read_to_string(std::io::stdin()).context("reading the secret from stdin")?
-                } else {
-                    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
-                };
-                c.insert("secret".into(), json!(secret.trim_end_matches(['\n', '\r'])));
+            if let Value::Object(c) = &mut check {
+                if let Some(path) = &self.sender_secret_file {
+                    if path.as_os_str() == "-" && self.file.as_deref().is_some_and(|f| f.as_os_str() == "-") {
+                        bail!("--file - and --sender-secret-file - both read standard input: give one a file");
+                    }
+                    c.insert("secret".into(), json!(read_secret(path)?));
+                }
+            } else if self.sender_secret_file.is_some() {
+                bail!("--sender-verification none takes no secret: leave out --sender-secret-file");
             }
             object.insert("senderVerification".into(), check);
         }
@@ -241,6 +246,16 @@ impl ReceiverFields {
         }
         Ok(body)
     }
+}
+
+/// A secret from a file (`-`: standard input), without its line ending.
+fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {
+    let secret = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading the secret from stdin")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    Ok(secret.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 /// `bearer`, `header:NAME`, `github`, `standardWebhooks` → the API's check; `none` → null.
@@ -518,12 +533,21 @@ pub async fn receivers(cmd: ReceiversCommand) -> anyhow::Result<()> {
             let r = api.call(Method::PUT, &path, Some(&fields.merged_over(&current)?)).await?;
             print_receiver(&r);
         }
-        ReceiversCommand::Clone { client, receiver, name } => {
+        ReceiversCommand::Clone { client, receiver, name, sender_secret_file } => {
             let api = Api::new(&client)?;
             let original = api.call(Method::GET, &api.path_of(&receiver).await?, None).await?;
             let driver = str_of(&original, "driver");
             let config_key = format!("{driver}Config");
-            let body = json!({ "name": name, "driver": driver, config_key.as_str(): original[config_key.as_str()] });
+            let mut body =
+                json!({ "name": name, "driver": driver, config_key.as_str(): original[config_key.as_str()] });
+            // The copy keeps the sender check; its secret is never shown, so it is given again.
+            if let Value::Object(mut check) = original["senderVerification"].clone() {
+                let path = sender_secret_file
+                    .as_deref()
+                    .context("this receiver has a sender check: give the copy's secret with --sender-secret-file")?;
+                check.insert("secret".into(), json!(read_secret(path)?));
+                body["senderVerification"] = Value::Object(check);
+            }
             let project = str_of(&original, "projectId");
             let r = api.call(Method::POST, &format!("/v1-webhooks/receivers?projectId={project}"), Some(&body)).await?;
             print_receiver(&r);

@@ -184,6 +184,9 @@ pub async fn create_token(
         }
     }
     let secret = generate_token();
+    // Owners of every project are peers of their maker: otherwise every token would descend
+    // from the first admin token, which could then never be revoked.
+    let created_by = (project.is_some() || role != Role::Owner).then_some(caller.token.id);
     let token = ApiToken {
         id: ApiTokenId::generate(),
         name: name.as_str().to_owned(),
@@ -192,7 +195,7 @@ pub async fn create_token(
         project,
         created: now_millis(),
         expires,
-        created_by: Some(caller.token.id),
+        created_by,
     };
     state.store.insert_api_token(&token).await?;
     drop(one);
@@ -249,7 +252,9 @@ pub async fn revoke_token(
              the tokens it made); create another before revoking it",
         ));
     }
-    for id in &revoked {
+    // Leaves first: a store error part-way leaves the token itself, so the revoke can be
+    // asked again and reaches what is left.
+    for id in revoked.iter().rev() {
         state.store.delete_api_token(*id).await?;
     }
     drop(one);
@@ -475,7 +480,15 @@ pub async fn list_audit(
         ),
         None => None,
     };
-    let entries = state.store.list_audit(scope.as_ref(), limit, before).await?;
+    let mut entries = state.store.list_audit(scope.as_ref(), limit, before).await?;
+    // A project's own owners see its log from its creation on: a project deleted before, of
+    // the same name, is not theirs (owners of every project see it all).
+    if let (Some(mine), Some(p)) = (&caller.token.project, &scope) {
+        debug_assert_eq!(mine, p);
+        if let Some(made) = state.store.projects().await?.iter().find(|s| &s.name == p) {
+            entries.retain(|e| e.at >= made.created);
+        }
+    }
     let mut self_link = format!("{}/v1-webhooks/audit?limit={limit}", state.base_url(&headers));
     if let Some(p) = &scope {
         self_link.push_str(&format!("&projectId={p}"));

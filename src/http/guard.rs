@@ -20,7 +20,7 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// Addresses remembered at most; past it, windows that have ended are forgotten first.
 const ADDRESSES: usize = 100_000;
 
-/// Failed sign-ins and API token checks per client address (an IPv6 /64 is one), in one-minute windows: past
+/// Failed sign-ins and API token checks per client address, in one-minute windows: past
 /// the limit, the address gets 429 until its window ends, so tokens can't be guessed fast.
 ///
 /// One address's checks run one at a time ([`FailedAuth::serialize`]): otherwise a burst
@@ -42,7 +42,6 @@ impl Default for FailedAuth {
 impl FailedAuth {
     /// Held from the check to the counting of its outcome.
     pub async fn serialize(&self, address: IpAddr) -> tokio::sync::MutexGuard<'_, ()> {
-        let address = super::rate::network_of(address);
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         address.hash(&mut hasher);
@@ -51,7 +50,6 @@ impl FailedAuth {
 
     /// `Err(seconds to wait)` when `address` used up its failures in this window.
     pub fn check(&self, address: IpAddr, limit: u32) -> Result<(), u64> {
-        let address = super::rate::network_of(address);
         let map = self.table.lock().expect("failed auth table");
         match map.get(&address) {
             Some((start, count)) if *count >= limit && start.elapsed() < WINDOW => {
@@ -62,7 +60,6 @@ impl FailedAuth {
     }
 
     pub fn failed(&self, address: IpAddr) {
-        let address = super::rate::network_of(address);
         let mut map = self.table.lock().expect("failed auth table");
         if map.len() >= ADDRESSES {
             map.retain(|_, (start, _)| start.elapsed() < WINDOW);

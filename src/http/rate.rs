@@ -15,8 +15,15 @@ use crate::{config::Limits, domain::ReceiverId};
 /// Keys that have refilled are dropped every this many checks, so the maps stay small.
 const SWEEP_EVERY: u64 = 1 << 16;
 
+/// How many times the receiver's rate one trigger URL may spend on reading bodies and the
+/// store before anything is known of its sender.
+const WORK_FACTOR: u32 = 10;
+
 pub struct TriggerLimits {
     per_receiver: Option<(DefaultKeyedRateLimiter<ReceiverId>, u32)>,
+    /// Per URL (receiver and token generation), before the body is read: bounds the work a
+    /// stale URL or an unsigned flood costs, in a bucket of its own.
+    per_url: Option<(DefaultKeyedRateLimiter<(ReceiverId, u32)>, u32)>,
     per_address: Option<(DefaultKeyedRateLimiter<IpAddr>, u32)>,
     clock: DefaultClock,
     checks: AtomicU64,
@@ -39,6 +46,7 @@ impl TriggerLimits {
     pub fn new(limits: &Limits) -> Self {
         Self {
             per_receiver: limiter(limits.triggers_per_receiver_per_second),
+            per_url: limiter(limits.triggers_per_receiver_per_second.saturating_mul(WORK_FACTOR)),
             per_address: limiter(limits.triggers_per_address_per_second),
             clock: DefaultClock::default(),
             checks: AtomicU64::new(0),
@@ -47,7 +55,8 @@ impl TriggerLimits {
 
     /// Takes one trigger from the address's bucket: before anything is read, so a flood from
     /// one address costs nothing else.
-    pub fn check_address(&self, address: IpAddr) -> Result<(), Limited> {
+    /// Then from the URL's work bucket (ten times the receiver's rate), still before the body.
+    pub fn check_before_reading(&self, address: IpAddr, receiver: ReceiverId, generation: u32) -> Result<(), Limited> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.sweep();
         }
@@ -55,6 +64,11 @@ impl TriggerLimits {
             limiter
                 .check_key(&network_of(address))
                 .map_err(|n| Limited::Address { per_second: *per_second, retry_after: self.wait(n) })?;
+        }
+        if let Some((limiter, per_second)) = &self.per_url {
+            limiter
+                .check_key(&(receiver, generation))
+                .map_err(|n| Limited::Receiver { per_second: *per_second, retry_after: self.wait(n) })?;
         }
         Ok(())
     }
@@ -80,6 +94,9 @@ impl TriggerLimits {
             l.retain_recent();
         }
         if let Some((l, _)) = &self.per_address {
+            l.retain_recent();
+        }
+        if let Some((l, _)) = &self.per_url {
             l.retain_recent();
         }
     }
@@ -117,7 +134,7 @@ mod tests {
         let (r, other) = (ReceiverId::generate(), ReceiverId::generate());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..10 {
-            l.check_address(ip).unwrap();
+            l.check_before_reading(ip, r, 1).unwrap();
             l.check_receiver(r).unwrap();
         }
         assert_eq!(l.check_receiver(r), Err(Limited::Receiver { per_second: 5, retry_after: 1 }));
@@ -129,13 +146,16 @@ mod tests {
         let l = TriggerLimits::new(&limits(0, 2));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..4 {
-            l.check_address(ip).unwrap();
+            l.check_before_reading(ip, ReceiverId::generate(), 1).unwrap();
         }
-        assert!(matches!(l.check_address(ip), Err(Limited::Address { per_second: 2, .. })));
-        l.check_address("192.0.2.2".parse().unwrap()).expect("another address");
+        assert!(matches!(
+            l.check_before_reading(ip, ReceiverId::generate(), 1),
+            Err(Limited::Address { per_second: 2, .. })
+        ));
+        l.check_before_reading("192.0.2.2".parse().unwrap(), ReceiverId::generate(), 1).expect("another address");
         let off = TriggerLimits::new(&limits(0, 0));
         for _ in 0..10_000 {
-            off.check_address(ip).unwrap();
+            off.check_before_reading(ip, ReceiverId::generate(), 1).unwrap();
             off.check_receiver(ReceiverId::generate()).unwrap();
         }
     }
@@ -143,11 +163,24 @@ mod tests {
     #[test]
     fn an_ipv6_slash_64_is_one_address_and_mapped_v4_is_v4() {
         let l = TriggerLimits::new(&limits(0, 1));
-        l.check_address("2001:db8::1".parse().unwrap()).unwrap();
-        l.check_address("2001:db8::2".parse().unwrap()).unwrap();
-        assert!(l.check_address("2001:db8::ffff:3".parse().unwrap()).is_err(), "the same /64");
-        l.check_address("2001:db8:0:1::1".parse().unwrap()).expect("another /64");
+        let r = ReceiverId::generate();
+        l.check_before_reading("2001:db8::1".parse().unwrap(), r, 1).unwrap();
+        l.check_before_reading("2001:db8::2".parse().unwrap(), r, 1).unwrap();
+        assert!(l.check_before_reading("2001:db8::ffff:3".parse().unwrap(), r, 1).is_err(), "the same /64");
+        l.check_before_reading("2001:db8:0:1::1".parse().unwrap(), r, 1).expect("another /64");
         let mapped: IpAddr = "::ffff:192.0.2.9".parse().unwrap();
         assert_eq!(network_of(mapped), "192.0.2.9".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn a_url_has_a_work_bucket_of_ten_times_the_rate_apart_from_other_generations() {
+        let l = TriggerLimits::new(&limits(1, 0));
+        let (ip, r): (IpAddr, _) = ("192.0.2.1".parse().unwrap(), ReceiverId::generate());
+        for _ in 0..20 {
+            l.check_before_reading(ip, r, 1).unwrap();
+        }
+        assert!(l.check_before_reading(ip, r, 1).is_err(), "bursts of twice ten times the rate");
+        l.check_before_reading(ip, r, 2).expect("the regenerated URL has a bucket of its own");
+        l.check_receiver(r).expect("and the verified bucket is untouched");
     }
 }

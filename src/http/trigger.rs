@@ -249,7 +249,7 @@ pub async fn trigger(
         let message = format!("the query parameter {name} is given more than once");
         return Err(reject(&state, ApiError::bad_request("invalid_query", message)));
     }
-    if let Err(limited) = state.trigger_limits.check_address(peer.ip()) {
+    if let Err(limited) = state.trigger_limits.check_before_reading(peer.ip(), claims.receiver, claims.generation) {
         return Err(reject(&state, rate_limited(limited)));
     }
     let dry_run = dry_run(query.dry_run.as_deref()).map_err(|e| reject(&state, e))?;

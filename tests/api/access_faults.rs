@@ -105,40 +105,40 @@ async fn issue_14_revoking_a_token_revokes_the_tokens_it_made() {
     assert_eq!(revoke["detail"], "lead and the 2 token(s) it made", "{revoke}");
 }
 
-/// Revoking the admin token by way of a token it made would leave no owner of every project.
+/// Owners of every project are peers of their maker, so the first admin token can be replaced
+/// and revoked; the last owner of every project cannot.
 #[tokio::test]
-async fn issue_14_a_revoke_that_would_leave_no_owner_is_refused() {
+async fn issue_14_the_admin_token_can_be_replaced_but_not_the_last_owner() {
     let app = spawn_app_with(|_| {}).await;
-    let (_, made) = new_token(&app, &app.token, "second-admin", "owner", None).await;
+    let (made_id, made) = new_token(&app, &app.token, "second-admin", "owner", None).await;
     let (_, tokens) = call(&app, &made, Method::GET, "/v1-webhooks/tokens", None).await;
     let admin_id = tokens["data"].as_array().unwrap().iter().find(|t| t["name"] == "admin").unwrap()["id"].clone();
     let path = format!("/v1-webhooks/tokens/{}", admin_id.as_str().unwrap());
-    let (status, err) = call(&app, &made, Method::DELETE, &path, None).await;
+    assert_eq!(call(&app, &made, Method::DELETE, &path, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(call(&app, &app.token, Method::GET, "/v1-webhooks/tokens", None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, &made, Method::GET, "/v1-webhooks/tokens", None).await.0, StatusCode::OK, "its peer stays");
+    let (status, err) = call(&app, &made, Method::DELETE, &format!("/v1-webhooks/tokens/{made_id}"), None).await;
     assert_eq!((status, err["code"].as_str()), (StatusCode::CONFLICT, Some("last_owner")), "{err}");
-    assert_eq!(call(&app, &app.token, Method::GET, "/v1-webhooks/tokens", None).await.0, StatusCode::OK);
 }
 
+/// The configured admin token is the way back in: stored again at start when missing, with
+/// a warning, and never printed.
 #[tokio::test]
-async fn issue_14_a_revoked_admin_token_stays_revoked_after_a_restart() {
+async fn issue_14_a_configured_admin_token_is_stored_again_and_says_so() {
     // The process gets the admin token as HOOKD_ADMIN_TOKEN at every start.
     let mut app = spawn_process_with(|_| {}).await;
-    let (status, _) = call(&app, &app.token, Method::GET, "/v1-webhooks/tokens", None).await;
-    assert_eq!(status, StatusCode::OK);
     let admin = app.token.clone();
-    // Made by nobody: a token the admin makes would go with it.
-    let successor = hookd::auth::generate_token().expose().to_owned();
-    let row = token_row("successor", &successor, None);
-    while_stopped(&mut app, async |store| store.insert_api_token(&row).await.unwrap()).await;
+    let (_, successor) = new_token(&app, &admin, "successor", "owner", None).await;
     let (_, tokens) = call(&app, &successor, Method::GET, "/v1-webhooks/tokens", None).await;
     let admin_id = tokens["data"].as_array().unwrap().iter().find(|t| t["name"] == "admin").unwrap()["id"].clone();
     let path = format!("/v1-webhooks/tokens/{}", admin_id.as_str().unwrap());
     assert_eq!(call(&app, &successor, Method::DELETE, &path, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(call(&app, &admin, Method::GET, "/v1-webhooks/receivers", None).await.0, StatusCode::UNAUTHORIZED);
     app.restart().await;
-    let (status, _) = call(&app, &admin, Method::GET, "/v1-webhooks/receivers", None).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "the restart did not bring the revoked token back");
-    assert!(app.log().contains("HOOKD_ADMIN_TOKEN (admin_token) is not a stored API token"), "and said why");
-    assert!(!app.log().contains(&admin), "without printing it");
-    assert_eq!(call(&app, &successor, Method::GET, "/v1-webhooks/receivers", None).await.0, StatusCode::OK);
+    assert_eq!(call(&app, &admin, Method::GET, "/v1-webhooks/receivers", None).await.0, StatusCode::OK);
+    let log = app.log();
+    assert!(log.contains("HOOKD_ADMIN_TOKEN (admin_token) was not a stored API token"), "and said so: {log}");
+    assert!(!log.contains(&admin), "without printing it");
 }
 
 /// Every way an API token comes in refuses forged, altered, expired and revoked ones.
@@ -190,4 +190,49 @@ async fn issue_14_bad_api_tokens_on_every_way_in() {
     // The good token still works, each way.
     assert_eq!(app.http.get(&url).bearer_auth(&good).send().await.unwrap().status(), StatusCode::OK);
     assert_eq!(app.http.get(&url).basic_auth(&good, None::<&str>).send().await.unwrap().status(), StatusCode::OK);
+}
+
+/// A project made again under an old name does not show its owners the old one's audit log.
+#[tokio::test]
+async fn issue_14_a_project_made_again_starts_a_new_audit_log() {
+    let app = spawn_app_with(|_| {}).await;
+    let admin = app.token.clone();
+    let project = json!({"name": "team", "backend": "local"});
+    assert!(call(&app, &admin, Method::POST, "/v1-webhooks/projects", Some(project.clone())).await.0.is_success());
+    let body = json!({"name": "old", "driver": "scaleService",
+        "scaleServiceConfig": {"serviceId": "web", "action": "up", "min": 1, "max": 3}});
+    let (status, r) = call(&app, &admin, Method::POST, "/v1-webhooks/receivers?projectId=team", Some(body)).await;
+    assert!(status.is_success(), "{r}");
+    let path = format!("/v1-webhooks/receivers/{}", r["id"].as_str().unwrap());
+    assert!(call(&app, &admin, Method::DELETE, &path, None).await.0.is_success());
+    assert!(call(&app, &admin, Method::DELETE, "/v1-webhooks/projects/team", None).await.0.is_success());
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(call(&app, &admin, Method::POST, "/v1-webhooks/projects", Some(project)).await.0.is_success());
+    let (_, owner) = new_token(&app, &admin, "team-owner", "owner", Some("team")).await;
+
+    let actions = |log: &Value| -> Vec<String> {
+        log["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect()
+    };
+    let (status, mine) = call(&app, &owner, Method::GET, "/v1-webhooks/audit", None).await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    assert!(!actions(&mine).iter().any(|a| a.starts_with("receiver.")), "the old project's log: {mine}");
+    let (_, all) = call(&app, &admin, Method::GET, "/v1-webhooks/audit?projectId=team", None).await;
+    assert!(actions(&all).contains(&"receiver.create".to_owned()), "owners of every project see it all: {all}");
+}
+
+/// A database restored without its sealing.key: hookd refuses to start and says why, rather
+/// than making a new signing key that would turn every trigger URL into a 403.
+#[tokio::test]
+async fn issue_14_a_lost_sealing_key_refuses_the_start() {
+    let mut app = spawn_app_with(|_| {}).await;
+    app.scale_receiver("web-up", "web", "up", 1, 1, 9).await;
+    app.stop().await;
+    std::fs::write(app.config.sealing_key_file(), [7u8; 32]).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = hookd::server::App::build(app.config.clone(), listener).await.err().expect("refused");
+    let said = format!("{refused:#}");
+    assert!(
+        said.contains("do not open with this sealing key") || said.contains("is not the one this database"),
+        "{said}"
+    );
 }

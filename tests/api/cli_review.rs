@@ -52,6 +52,12 @@ async fn issue_13_names_in_other_projects_and_sender_checks_from_flags() {
     // The CLI sends no proof: the sender check refuses it, and says so.
     let (ok, _, err) = hookd(&app, &["trigger", "w", "--project", "team"]).await;
     assert!(!ok && err.contains("sender_unverified"), "{err}");
+    // A copy keeps the check, with its secret given again.
+    let (ok, _, err) = hookd(&app, &["receivers", "clone", "w", "--project", "team", "--name", "w2"]).await;
+    assert!(!ok && err.contains("--sender-secret-file"), "{err}");
+    let clone = ["receivers", "clone", "w", "--project", "team", "--name", "w2", "--sender-secret-file", secret_file];
+    let (ok, out, err) = hookd(&app, &clone).await;
+    assert!(ok && out.contains("sender:   bearer"), "{out}{err}");
     let (ok, out, err) =
         hookd(&app, &["receivers", "update", "w", "--project", "team", "--sender-verification", "none"]).await;
     assert!(ok && out.contains("sender:   none"), "{out}{err}");
@@ -60,6 +66,19 @@ async fn issue_13_names_in_other_projects_and_sender_checks_from_flags() {
 
     let (ok, _, err) = hookd(&app, &["receivers", "update", "w", "--sender-secret-file", secret_file]).await;
     assert!(!ok && err.contains("--sender-verification"), "a secret needs its check: {err}");
+    let none = [
+        "receivers",
+        "update",
+        "w",
+        "--project",
+        "team",
+        "--sender-verification",
+        "none",
+        "--sender-secret-file",
+        secret_file,
+    ];
+    let (ok, _, err) = hookd(&app, &none).await;
+    assert!(!ok && err.contains("takes no secret"), "{err}");
     let (ok, _, err) = hookd(&app, &["receivers", "update", "w", "--sender-verification", "hmac"]).await;
     assert!(!ok && err.contains("bearer, header:NAME, github, standardWebhooks or none"), "{err}");
 }
