@@ -326,7 +326,9 @@ async fn issue_17_a_receiver_names_one_pool_and_rancher_s_rules_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_17_hookd_killed_mid_job_finishes_it_after_a_restart() {
     let dir = HostsDir::new();
-    let mut app = app_with_pool(dir.path(), &[("HOSTS_SLOW", "2"), ("HOSTS_LATE", "3")], true).await;
+    // The late child finishes a host 8 s after its script starts, unless killed: time enough
+    // for a restart on a loaded machine, and checked for once those 8 s are past.
+    let mut app = app_with_pool(dir.path(), &[("HOSTS_SLOW", "2"), ("HOSTS_LATE", "8")], true).await;
     let up = host_receiver(&app, "up", zone_a("up", 2, json!({}))).await;
     let (status, answer) = app.trigger(&up).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
@@ -336,6 +338,7 @@ async fn issue_17_hookd_killed_mid_job_finishes_it_after_a_restart() {
         eventually(Duration::from_secs(30), async || app.get(&path).await.1["hosts"]["steps"][1]["state"] == "running")
             .await;
     assert!(second_started);
+    let late_deadline = std::time::Instant::now() + Duration::from_secs(9);
     app.kill9();
     app.start_again().await;
     let job = finished(&app, &format!("{}{path}", app.base)).await;
@@ -346,7 +349,7 @@ async fn issue_17_hookd_killed_mid_job_finishes_it_after_a_restart() {
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"));
     assert_eq!(records.count(), 2, "no host made twice");
     // The interrupted script's child was killed on resume: it never finishes a host late.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep_until(late_deadline.into()).await;
     let late = std::fs::read_dir(dir.path())
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "late"));
